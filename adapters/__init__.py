@@ -1,0 +1,1 @@
+"""Adapter methods (LoRA, AdaLoRA, prefix, bottleneck), their registry and the hot-swap bank."""

@@ -1,0 +1,84 @@
+"""The backbone families speechpeft ships specs for. One `register_backbone` call each."""
+
+from __future__ import annotations
+
+from speechpeft.backbones.spec import BackboneSpec, TaskModel, register_backbone
+
+SAMPLE_RATE_16K = 16_000  # Hz
+
+# Module-name suffixes shared by the transformer blocks of these families.
+_ATTENTION_QV = ("q_proj", "v_proj")
+_CLASSIFY_HEAD = ("projector", "classifier")
+
+register_backbone(
+    BackboneSpec(
+        family="whisper",
+        description="Encoder-decoder ASR (log-mel encoder, text decoder). Encoder + pooled head for classification.",
+        model_types=("whisper",),
+        sample_rate=SAMPLE_RATE_16K,
+        tasks={
+            "asr": TaskModel("WhisperForConditionalGeneration", "WhisperProcessor"),
+            "classify": TaskModel("WhisperForAudioClassification", "WhisperFeatureExtractor", _CLASSIFY_HEAD),
+        },
+        target_modules={
+            "lora": _ATTENTION_QV,
+            "adalora": _ATTENTION_QV,
+            "prefix": ("self_attn",),
+            "bottleneck_attention": ("self_attn",),
+            "bottleneck_ffn": ("fc2",),
+        },
+        hub_examples=("openai/whisper-tiny", "openai/whisper-base", "openai/whisper-small"),
+    )
+)
+
+register_backbone(
+    BackboneSpec(
+        family="speecht5",
+        description="Unified speech/text encoder-decoder; text-to-speech with a mel decoder, and speech-to-text.",
+        model_types=("speecht5",),
+        sample_rate=SAMPLE_RATE_16K,
+        tasks={
+            "tts": TaskModel("SpeechT5ForTextToSpeech", "SpeechT5Processor"),
+            "asr": TaskModel("SpeechT5ForSpeechToText", "SpeechT5Processor"),
+        },
+        target_modules={
+            "lora": _ATTENTION_QV,
+            "adalora": _ATTENTION_QV,
+            "prefix": ("attention", "self_attn"),
+            "bottleneck_attention": ("attention", "self_attn"),
+            "bottleneck_ffn": ("feed_forward",),
+        },
+        hub_examples=("microsoft/speecht5_tts", "microsoft/speecht5_asr"),
+    )
+)
+
+
+def _self_supervised_encoder(family: str, model_type: str, classes: str, examples: tuple[str, ...]) -> BackboneSpec:
+    """wav2vec2, HuBERT and WavLM share one layout: a CNN feature encoder and transformer blocks."""
+    return BackboneSpec(
+        family=family,
+        description=f"{classes} self-supervised speech encoder; sequence classification head, or CTC for ASR.",
+        model_types=(model_type,),
+        sample_rate=SAMPLE_RATE_16K,
+        tasks={
+            "classify": TaskModel(f"{classes}ForSequenceClassification", "Wav2Vec2FeatureExtractor", _CLASSIFY_HEAD),
+            "asr": TaskModel(f"{classes}ForCTC", "Wav2Vec2Processor", ("lm_head",)),
+        },
+        target_modules={
+            "lora": _ATTENTION_QV,
+            "adalora": _ATTENTION_QV,
+            "prefix": ("attention",),
+            "bottleneck_attention": ("attention",),
+            "bottleneck_ffn": ("feed_forward",),
+        },
+        hub_examples=examples,
+    )
+
+
+register_backbone(
+    _self_supervised_encoder(
+        "wav2vec2", "wav2vec2", "Wav2Vec2", ("facebook/wav2vec2-base", "facebook/wav2vec2-base-960h")
+    )
+)
+register_backbone(_self_supervised_encoder("hubert", "hubert", "Hubert", ("facebook/hubert-base-ls960",)))
+register_backbone(_self_supervised_encoder("wavlm", "wavlm", "WavLM", ("microsoft/wavlm-base-plus",)))

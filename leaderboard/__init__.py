@@ -1,0 +1,1 @@
+"""Leaderboard: metrics, the grid runner, results and reports."""

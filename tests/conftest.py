@@ -1,0 +1,38 @@
+"""Shared fixtures. The suite is offline and CPU-only unless a test is marked otherwise."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before any Hugging Face import reads it
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests import tiny_backbones
+
+BACKBONE_FAMILIES = ("whisper", "speecht5", "wav2vec2", "hubert", "wavlm")
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One saved tiny random checkpoint per backbone family, built once per test session."""
+    root = tmp_path_factory.mktemp("backbones")
+    return {
+        "whisper": tiny_backbones.save_tiny_whisper(root / "whisper"),
+        "speecht5": tiny_backbones.save_tiny_speecht5(root / "speecht5"),
+        **{f: tiny_backbones.save_tiny_ssl_encoder(root / f, f) for f in ("wav2vec2", "hubert", "wavlm")},
+    }
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    skip_net = pytest.mark.skip(reason="needs the Hugging Face Hub (set SPEECHPEFT_NETWORK_TESTS=1)")
+    network = os.environ.get("SPEECHPEFT_NETWORK_TESTS") == "1"
+    for item in items:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip_gpu)
+        if "network" in item.keywords and not network:
+            item.add_marker(skip_net)

@@ -1,0 +1,105 @@
+"""Tiny random backbones built in-process and saved to disk, so tests exercise `from_pretrained`.
+
+Each builder writes a complete checkpoint directory (config, safetensors weights, processor)
+exactly as a Hub repository would hold it, at a size that loads in milliseconds.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import sentencepiece
+import torch
+import transformers as tf
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+TEXTS = ["turn on the kitchen lights", "what is the weather like", "play some jazz music", "set an alarm", "yes", "no"]
+WHISPER_SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]
+NUM_LABELS = 3
+SMALL_TRANSFORMER = {"num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64, "hidden_size": 32}
+SMALL_CONV = {"conv_dim": (32, 32), "conv_stride": (5, 4), "conv_kernel": (10, 4)}
+
+
+def whisper_tokenizer() -> tf.PreTrainedTokenizerBase:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=WHISPER_SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tokenizer.train_from_iterator(TEXTS, trainer)
+    eot = WHISPER_SPECIALS[0]
+    return tf.WhisperTokenizerFast(
+        tokenizer_object=tokenizer, bos_token=eot, eos_token=eot, unk_token=eot, pad_token=eot
+    )
+
+
+def save_tiny_whisper(directory: Path) -> Path:
+    """Whisper with 1 s windows: 100 mel frames = 2 x max_source_positions."""
+    tokenizer = whisper_tokenizer()
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in WHISPER_SPECIALS}
+    config = tf.WhisperConfig(
+        vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80, max_source_positions=50,
+        max_target_positions=32, pad_token_id=ids["<|endoftext|>"], bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|endoftext|>"], decoder_start_token_id=ids["<|startoftranscript|>"],
+        classifier_proj_size=16, num_labels=NUM_LABELS,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    tf.WhisperForConditionalGeneration(config).save_pretrained(directory)
+    extractor = tf.WhisperFeatureExtractor(feature_size=80, chunk_length=1)
+    tf.WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(directory)
+    return directory
+
+
+def speecht5_tokenizer(directory: Path) -> tf.SpeechT5Tokenizer:
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(TEXTS), model_writer=model, vocab_size=30, model_type="char",
+        pad_id=1, bos_id=0, eos_id=2, unk_id=3,
+    )  # fmt: skip
+    path = directory / "spm_char.model"
+    path.write_bytes(model.getvalue())
+    return tf.SpeechT5Tokenizer(str(path))
+
+
+def save_tiny_speecht5(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = speecht5_tokenizer(directory)
+    config = tf.SpeechT5Config(
+        vocab_size=len(tokenizer), hidden_size=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, speech_decoder_prenet_units=32,
+        speech_decoder_postnet_units=32, speech_decoder_postnet_layers=2, speaker_embedding_dim=16,
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, encoder_max_relative_position=16,
+        max_speech_positions=400, max_text_positions=64, **SMALL_CONV,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    tf.SpeechT5ForTextToSpeech(config).save_pretrained(directory)
+    tf.SpeechT5Processor(feature_extractor=tf.SpeechT5FeatureExtractor(), tokenizer=tokenizer).save_pretrained(
+        directory
+    )
+    return directory
+
+
+def save_tiny_ssl_encoder(directory: Path, family: str = "wav2vec2") -> Path:
+    """wav2vec2, HuBERT or WavLM with a CTC head over a character vocabulary."""
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = {"<pad>": 0, "<unk>": 1, "|": 2, **{c: i + 3 for i, c in enumerate("abcdefghijklmnopqrstuvwxyz'")}}
+    (directory / "vocab.json").write_text(json.dumps(vocab))
+    tokenizer = tf.Wav2Vec2CTCTokenizer(str(directory / "vocab.json"))
+    config_class, model_class = {
+        "wav2vec2": (tf.Wav2Vec2Config, tf.Wav2Vec2ForCTC),
+        "hubert": (tf.HubertConfig, tf.HubertForCTC),
+        "wavlm": (tf.WavLMConfig, tf.WavLMForCTC),
+    }[family]
+    config = config_class(
+        vocab_size=len(vocab), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+        classifier_proj_size=16, num_labels=NUM_LABELS, pad_token_id=0, **SMALL_TRANSFORMER, **SMALL_CONV,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model_class(config).save_pretrained(directory)
+    extractor = tf.Wav2Vec2FeatureExtractor(return_attention_mask=True)
+    tf.Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(directory)
+    return directory
