@@ -144,7 +144,7 @@ def _not_found_message(source: str, hub_kwargs: dict[str, Any], error: Exception
     return (
         f"backbone {source!r} is not a local directory and not in the Hugging Face cache ({cache}), and {why}. "
         f"Download it where there is network (`hf download {source}`) and pass the local directory instead, "
-        f"e.g. --backbone /path/to/{source.rsplit('/', 1)[-1]}"
+        f"e.g. --backbone /path/to/{source.rsplit('/', 1)[-1]}. Set HF_HUB_OFFLINE=1 to skip trying the network."
     )
 
 

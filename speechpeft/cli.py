@@ -1,0 +1,84 @@
+"""The `speechpeft` command line. Thin: it parses flags and calls the rooms that do the work."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from speechpeft import __version__
+from speechpeft.options import add_options, parse_options
+
+EXIT_USAGE, EXIT_FAILURE, EXIT_INTERRUPTED = 2, 1, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="speechpeft",
+        description="Parameter-efficient fine-tuning hub for speech-language models: one frozen backbone, "
+        "many small task adapters. Run `speechpeft COMMAND --help` for each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"speechpeft {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    groups = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _add_backbones(groups.add_parser("backbones", help="list and inspect backbone families"))
+    _add_data(groups.add_parser("data", help="build datasets"))
+    return parser
+
+
+def _add_backbones(parser: argparse.ArgumentParser) -> None:
+    from speechpeft import commands
+
+    sub = parser.add_subparsers(title="backbone commands", metavar="COMMAND", required=True)
+    listing = sub.add_parser("list", help="the registered backbone families and the tasks each serves")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.set_defaults(run=commands.backbones_list)
+    info = sub.add_parser("info", help="what speechpeft knows about a family, a local checkpoint or a Hub id")
+    info.add_argument("name", metavar="NAME", help="family (whisper), checkpoint directory, or cached Hub id")
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    info.set_defaults(run=commands.backbones_info)
+
+
+def _add_data(parser: argparse.ArgumentParser) -> None:
+    from speechpeft import commands
+    from speechpeft.tasks.corpus.build import SynthOptions
+
+    sub = parser.add_subparsers(title="data commands", metavar="COMMAND", required=True)
+    synth = sub.add_parser(
+        "synth",
+        help="synthesise a speech corpus with espeak-ng, flite and festival",
+        description="Speak English sentences, spoken commands and keywords with Debian's speech engines into a "
+        "Hugging Face dataset (16 kHz mono), split by voice. Interrupted builds resume when rerun.",
+    )
+    add_options(synth, SynthOptions)
+    synth.add_argument("--quiet", action="store_true", help="no progress bar")
+    synth.set_defaults(run=lambda args: commands.data_synth(parse_options(synth, args, SynthOptions), args.quiet))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    return _run(args.run, args)
+
+
+def _run(command: Callable[[argparse.Namespace], object], args: argparse.Namespace) -> int:
+    from speechpeft.commands import USER_ERRORS
+
+    try:
+        result = command(args)
+    except USER_ERRORS as error:
+        print(f"speechpeft: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("speechpeft: interrupted; finished work is kept, rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if isinstance(result, (dict, list)):
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""What each CLI command does, as plain functions of parsed arguments (kept apart from argparse wiring)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from speechpeft.backbones import BACKBONES, BackboneNotFoundError, BackboneSpec
+from speechpeft.backbones.inspect import describe_checkpoint
+from speechpeft.registry import UnknownNameError
+from speechpeft.tasks.corpus.build import SynthOptions, build_corpus
+from speechpeft.tasks.corpus.render import SynthesisError
+from speechpeft.tasks.corpus.text import MissingTextSourceError
+
+# Errors that mean "the input is wrong": the CLI prints them as one line naming the fix, with no traceback.
+USER_ERRORS = (
+    UnknownNameError,
+    BackboneNotFoundError,
+    MissingTextSourceError,
+    SynthesisError,
+    FileExistsError,
+    FileNotFoundError,
+    ValueError,
+)
+
+
+def spec_summary(spec: BackboneSpec) -> dict:
+    return {
+        "family": spec.family,
+        "description": spec.description,
+        "model_types": list(spec.model_types),
+        "sample_rate": spec.sample_rate,
+        "tasks": {
+            kind: {
+                "model_class": t.model_class,
+                "processor_class": t.processor_class,
+                "head_modules": list(t.head_modules),
+            }
+            for kind, t in spec.tasks.items()
+        },
+        "target_modules": {method: list(modules) for method, modules in spec.target_modules.items()},
+        "hub_examples": list(spec.hub_examples),
+    }
+
+
+def backbones_list(args: argparse.Namespace) -> list | None:
+    specs = [BACKBONES.get(name) for name in BACKBONES]
+    if args.json:
+        return [spec_summary(spec) for spec in specs]
+    rows = [("family", "tasks", "sample rate", "examples")]
+    rows += [(s.family, ", ".join(s.tasks), f"{s.sample_rate} Hz", ", ".join(s.hub_examples[:2])) for s in specs]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return None
+
+
+def backbones_info(args: argparse.Namespace) -> dict | None:
+    if args.name.lower() in BACKBONES and not Path(args.name).exists():
+        info = spec_summary(BACKBONES.get(args.name))
+    else:
+        info = describe_checkpoint(args.name)
+    if args.json:
+        return info
+    _print_info(info)
+    return None
+
+
+def _print_info(info: dict, indent: str = "") -> None:
+    for key, value in info.items():
+        if isinstance(value, dict):
+            print(f"{indent}{key}:")
+            _print_info(value, indent + "  ")
+        else:
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+            print(f"{indent}{key}: {shown}")
+
+
+def data_synth(options: SynthOptions, quiet: bool = False) -> None:
+    corpus = build_corpus(options, progress=not quiet)
+    sizes = ", ".join(f"{split} {len(ds)}" for split, ds in corpus.items())
+    print(f"wrote {options.out} ({sizes} utterances); card: {options.out / 'README.md'}")

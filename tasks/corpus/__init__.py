@@ -1,0 +1,1 @@
+"""The synthetic speech corpus: English text spoken by Debian's speech engines, split by voice."""
