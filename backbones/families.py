@@ -53,7 +53,14 @@ register_backbone(
 )
 
 
-def _self_supervised_encoder(family: str, model_type: str, classes: str, examples: tuple[str, ...]) -> BackboneSpec:
+def _self_supervised_encoder(
+    family: str,
+    model_type: str,
+    classes: str,
+    examples: tuple[str, ...],
+    lora_targets: tuple[str, ...] = _ATTENTION_QV,
+    int8_skip: tuple[str, ...] = (),
+) -> BackboneSpec:
     """wav2vec2, HuBERT and WavLM share one layout: a CNN feature encoder and transformer blocks."""
     return BackboneSpec(
         family=family,
@@ -65,13 +72,14 @@ def _self_supervised_encoder(family: str, model_type: str, classes: str, example
             "asr": TaskModel(f"{classes}ForCTC", "Wav2Vec2Processor", ("lm_head",)),
         },
         target_modules={
-            "lora": _ATTENTION_QV,
-            "adalora": _ATTENTION_QV,
+            "lora": lora_targets,
+            "adalora": lora_targets,
             "prefix": ("attention",),
             "bottleneck_attention": ("attention",),
             "bottleneck_ffn": ("feed_forward",),
         },
         hub_examples=examples,
+        int8_skip_modules=int8_skip,
     )
 
 
@@ -81,4 +89,17 @@ register_backbone(
     )
 )
 register_backbone(_self_supervised_encoder("hubert", "hubert", "Hubert", ("facebook/hubert-base-ls960",)))
-register_backbone(_self_supervised_encoder("wavlm", "wavlm", "WavLM", ("microsoft/wavlm-base-plus",)))
+# WavLM's attention hands its projections' raw `.weight` tensors to F.multi_head_attention_forward, so a
+# wrapper around q_proj/v_proj (LoRA) is bypassed and int8 weights reach a float matmul: LoRA targets the
+# feed-forward block instead, and int8 leaves the attention projections in full precision.
+_WAVLM_ATTENTION = ("q_proj", "k_proj", "v_proj", "out_proj", "gru_rel_pos_linear")
+register_backbone(
+    _self_supervised_encoder(
+        "wavlm",
+        "wavlm",
+        "WavLM",
+        ("microsoft/wavlm-base-plus",),
+        lora_targets=("intermediate_dense", "output_dense"),
+        int8_skip=_WAVLM_ATTENTION,
+    )
+)

@@ -1,4 +1,7 @@
-"""The `speechpeft` command line. Thin: it parses flags and calls the rooms that do the work."""
+"""The `speechpeft` command line. Thin: it parses flags and calls the rooms that do the work.
+
+Heavy libraries are imported only when a command runs, so `--help` and flag errors answer at once.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from speechpeft import __version__
 from speechpeft.options import add_options, parse_options
@@ -29,21 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_backbones(parser: argparse.ArgumentParser) -> None:
-    from speechpeft import commands
-
     sub = parser.add_subparsers(title="backbone commands", metavar="COMMAND", required=True)
     listing = sub.add_parser("list", help="the registered backbone families and the tasks each serves")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    listing.set_defaults(run=commands.backbones_list)
+    listing.set_defaults(run="backbones_list")
     info = sub.add_parser("info", help="what speechpeft knows about a family, a local checkpoint or a Hub id")
     info.add_argument("name", metavar="NAME", help="family (whisper), checkpoint directory, or cached Hub id")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
-    info.set_defaults(run=commands.backbones_info)
+    info.set_defaults(run="backbones_info")
 
 
 def _add_data(parser: argparse.ArgumentParser) -> None:
-    from speechpeft import commands
-    from speechpeft.tasks.corpus.build import SynthOptions
+    from speechpeft.tasks.corpus.options import SynthOptions
 
     sub = parser.add_subparsers(title="data commands", metavar="COMMAND", required=True)
     synth = sub.add_parser(
@@ -54,22 +54,24 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
     )
     add_options(synth, SynthOptions)
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
-    synth.set_defaults(run=lambda args: commands.data_synth(parse_options(synth, args, SynthOptions), args.quiet))
+    synth.set_defaults(run="data_synth", options=lambda args: parse_options(synth, args, SynthOptions))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if hasattr(args, "options"):  # validate flags before the heavy imports below
+        args.options = args.options(args)
     return _run(args.run, args)
 
 
-def _run(command: Callable[[argparse.Namespace], object], args: argparse.Namespace) -> int:
-    from speechpeft.commands import USER_ERRORS
+def _run(command_name: str, args: argparse.Namespace) -> int:
+    from speechpeft import commands  # imports torch, transformers, datasets: only once a command runs
 
     try:
-        result = command(args)
-    except USER_ERRORS as error:
+        result = getattr(commands, command_name)(args)
+    except commands.USER_ERRORS as error:
         print(f"speechpeft: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

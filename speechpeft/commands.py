@@ -8,7 +8,8 @@ from pathlib import Path
 from speechpeft.backbones import BACKBONES, BackboneNotFoundError, BackboneSpec
 from speechpeft.backbones.inspect import describe_checkpoint
 from speechpeft.registry import UnknownNameError
-from speechpeft.tasks.corpus.build import SynthOptions, build_corpus
+from speechpeft.tasks.corpus.build import build_corpus
+from speechpeft.tasks.corpus.options import SynthOptions
 from speechpeft.tasks.corpus.render import SynthesisError
 from speechpeft.tasks.corpus.text import MissingTextSourceError
 
@@ -76,7 +77,8 @@ def _print_info(info: dict, indent: str = "") -> None:
             print(f"{indent}{key}: {shown}")
 
 
-def data_synth(options: SynthOptions, quiet: bool = False) -> None:
-    corpus = build_corpus(options, progress=not quiet)
+def data_synth(args: argparse.Namespace) -> None:
+    options: SynthOptions = args.options
+    corpus = build_corpus(options, progress=not args.quiet)
     sizes = ", ".join(f"{split} {len(ds)}" for split, ds in corpus.items())
     print(f"wrote {options.out} ({sizes} utterances); card: {options.out / 'README.md'}")

@@ -18,13 +18,18 @@ BACKBONE_FAMILIES = ("whisper", "speecht5", "wav2vec2", "hubert", "wavlm")
 
 @pytest.fixture(scope="session")
 def tiny_backbone_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """One saved tiny random checkpoint per backbone family, built once per test session."""
+    """One saved tiny random checkpoint per backbone family (two for SpeechT5, as on the Hub), built once."""
     root = tmp_path_factory.mktemp("backbones")
     return {
         "whisper": tiny_backbones.save_tiny_whisper(root / "whisper"),
         "speecht5": tiny_backbones.save_tiny_speecht5(root / "speecht5"),
+        "speecht5-asr": tiny_backbones.save_tiny_speecht5(root / "speecht5-asr", "asr"),
         **{f: tiny_backbones.save_tiny_ssl_encoder(root / f, f) for f in ("wav2vec2", "hubert", "wavlm")},
     }
+
+
+def checkpoint_for(dirs: dict[str, Path], family: str, task: str) -> Path:
+    return dirs.get(f"{family}-{task}", dirs[family])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

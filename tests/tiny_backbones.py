@@ -65,7 +65,8 @@ def speecht5_tokenizer(directory: Path) -> tf.SpeechT5Tokenizer:
     return tf.SpeechT5Tokenizer(str(path))
 
 
-def save_tiny_speecht5(directory: Path) -> Path:
+def save_tiny_speecht5(directory: Path, task: str = "tts") -> Path:
+    """SpeechT5 for text-to-speech or, like microsoft/speecht5_asr, a separate checkpoint for speech-to-text."""
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = speecht5_tokenizer(directory)
     config = tf.SpeechT5Config(
@@ -76,7 +77,8 @@ def save_tiny_speecht5(directory: Path) -> Path:
         max_speech_positions=400, max_text_positions=64, **SMALL_CONV,
     )  # fmt: skip
     torch.manual_seed(0)
-    tf.SpeechT5ForTextToSpeech(config).save_pretrained(directory)
+    model_class = tf.SpeechT5ForTextToSpeech if task == "tts" else tf.SpeechT5ForSpeechToText
+    model_class(config).save_pretrained(directory)
     tf.SpeechT5Processor(feature_extractor=tf.SpeechT5FeatureExtractor(), tokenizer=tokenizer).save_pretrained(
         directory
     )

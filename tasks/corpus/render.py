@@ -39,9 +39,10 @@ def render_clip(utterance: Utterance, clips: Path) -> Path:
         argv, stdin = voice.command(utterance.text, raw, utterance.rate, utterance.pitch)
         _run(argv, stdin, utterance)
         partial = clips / f"{utterance.id}.partial.flac"
-        effects = [] if voice.native_rate else ["tempo", "-s", f"{utterance.rate:.3f}"]
-        sox = ["sox", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(partial), *effects]
-        _run([*sox, "gain", "-n", str(PEAK_DBFS)], None, utterance)
+        tempo = [] if voice.native_rate else ["tempo", "-s", f"{utterance.rate:.3f}"]
+        # -D: no dither, so a clip is a pure function of its utterance; gain last, so the peak is exact
+        effects = [*tempo, "rate", "-v", str(SAMPLE_RATE), "gain", "-n", str(PEAK_DBFS)]
+        _run(["sox", "-D", str(raw), "-c", "1", "-b", "16", str(partial), *effects], None, utterance)
     partial.replace(out)
     return out
 
