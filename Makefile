@@ -1,0 +1,52 @@
+# speechpeft: `make test` and `make corpus` set everything up on a fresh Debian machine, then do their job.
+# Set-up is idempotent: a second run checks what is installed and does nothing.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Speech engines and their voices, sox for resampling, FFmpeg's libraries for torchcodec (audio decoding
+# in `datasets`), and the English text the synthetic corpus speaks.
+APT_PACKAGES := ffmpeg sox espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts fortunes wamerican
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+CORPUS_UTTERANCES ?= 2000
+
+.PHONY: setup system-packages test lint format corpus benchmark clean
+
+setup: system-packages $(STAMP)
+
+system-packages:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@touch $@
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: setup lint
+	$(BIN)/python -m pytest
+
+corpus: setup
+	$(BIN)/speechpeft data synth --utterances $(CORPUS_UTTERANCES) --out data/corpus
+
+benchmark: setup
+	$(BIN)/python benchmarks/synth_speed.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
