@@ -1,5 +1,7 @@
 """Every backbone family loads for each of its tasks in fp32, bf16 and int8, frozen, and runs a forward pass."""
 
+import shutil
+
 import bitsandbytes as bnb
 import numpy as np
 import pytest
@@ -103,6 +105,18 @@ def test_uncached_hub_id_offline_names_the_id_and_the_fix(tmp_path):
     message = str(error.value)
     assert "'openai/whisper-tiny' is not a local directory and not in the Hugging Face cache" in message
     assert "HF_HUB_OFFLINE=1" in message and "--backbone /path/to/whisper-tiny" in message
+
+
+def test_cached_hub_id_loads_offline_through_the_same_path(tiny_backbone_dirs, tmp_path):
+    """A Hub id resolves from the Hugging Face cache layout (refs/main -> snapshots/<commit>/) with no network."""
+    repo = tmp_path / "models--speechpeft-test--tiny-whisper"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(tiny_backbone_dirs["whisper"], repo / "snapshots" / commit)
+    backbone = load_frozen("speechpeft-test/tiny-whisper", "asr", "int8", device="cpu", cache_dir=tmp_path)
+    assert backbone.source == "speechpeft-test/tiny-whisper" and backbone.spec.family == "whisper"
+    assert not any(p.requires_grad for p in backbone.model.parameters())
 
 
 def test_missing_local_path_is_reported_as_a_path(tmp_path):
