@@ -40,6 +40,20 @@ def _add_backbones(parser: argparse.ArgumentParser) -> None:
     info.add_argument("name", metavar="NAME", help="family (whisper), checkpoint directory, or cached Hub id")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     info.set_defaults(run="backbones_info")
+    from speechpeft.backbones.pretrain.options import WhisperPretrainOptions
+
+    pretrain = sub.add_parser(
+        "pretrain",
+        help="pretrain a built-in backbone on a synthetic corpus",
+        description="Pretrain tiny-whisper (the WhisperForConditionalGeneration architecture) from scratch on "
+        "the pretrain split of a `speechpeft data synth` corpus, with a joint CTC loss and a short-utterance "
+        "curriculum. Checkpoints every --eval-every steps; rerun the same command to resume.",
+    )
+    pretrain.add_argument("backbone", choices=["tiny-whisper"], help="which built-in backbone")
+    add_options(pretrain, WhisperPretrainOptions)
+    pretrain.set_defaults(
+        run="backbones_pretrain", options=lambda a: parse_options(pretrain, a, WhisperPretrainOptions)
+    )
 
 
 def _add_data(parser: argparse.ArgumentParser) -> None:

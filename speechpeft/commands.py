@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from speechpeft.backbones import BACKBONES, BackboneNotFoundError, BackboneSpec
@@ -82,3 +83,11 @@ def data_synth(args: argparse.Namespace) -> None:
     corpus = build_corpus(options, progress=not args.quiet)
     sizes = ", ".join(f"{split} {len(ds)}" for split, ds in corpus.items())
     print(f"wrote {options.out} ({sizes} utterances); card: {options.out / 'README.md'}")
+
+
+def backbones_pretrain(args: argparse.Namespace) -> dict:
+    from speechpeft.backbones.pretrain.whisper import pretrain_whisper
+
+    best = pretrain_whisper(args.options)
+    print(f"best checkpoint: {args.options.out / 'model'} (step {best['step']})", file=sys.stderr)
+    return best

@@ -1,0 +1,245 @@
+"""Pretrain `speechpeft/tiny-whisper`: the WhisperForConditionalGeneration architecture, from scratch, on CPU.
+
+Recipe (what makes a small attention model align within the hour rather than never, see FACTS.md):
+- a CTC head on the encoder, trained jointly (loss = (1 - w) * attention + w * CTC), which forces the
+  encoder to carry monotonic, letter-level information the decoder's cross-attention can lock onto;
+- a short-utterance curriculum: the longest clip allowed grows from `curriculum_start_seconds` to the
+  full chunk over `curriculum_steps`;
+- a 6 s chunk (Whisper's encoder needs a fixed 2 x max_source_positions frames), bf16 autocast,
+  features computed once into a memory-mapped file.
+Everything resumes from the last checkpoint: same options, same batches, same result.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import datasets
+import jiwer
+import numpy as np
+import torch
+import transformers
+from tqdm.auto import tqdm
+
+from speechpeft.backbones.pretrain import tokenizer as tok
+from speechpeft.backbones.pretrain.curves import CurveLog
+from speechpeft.backbones.pretrain.features import FeatureSet, build_features
+from speechpeft.backbones.pretrain.options import WhisperPretrainOptions
+from speechpeft.backbones.pretrain.state import load_state, save_state
+
+SAMPLE_RATE = 16_000  # Hz
+MEL_BINS = 80
+FRAMES_PER_SECOND = 100  # hop of 160 samples = 10 ms
+
+
+def whisper_config(
+    options: WhisperPretrainOptions, tokenizer: transformers.PreTrainedTokenizerBase
+) -> transformers.WhisperConfig:
+    eot = tokenizer.convert_tokens_to_ids(tok.ENDOFTEXT)
+    return transformers.WhisperConfig(
+        vocab_size=len(tokenizer), num_mel_bins=MEL_BINS, d_model=options.d_model,
+        encoder_layers=options.layers, decoder_layers=options.layers,
+        encoder_attention_heads=options.heads, decoder_attention_heads=options.heads,
+        encoder_ffn_dim=options.ffn, decoder_ffn_dim=options.ffn,
+        max_source_positions=round(options.chunk_seconds * FRAMES_PER_SECOND) // 2, max_target_positions=128,
+        pad_token_id=eot, bos_token_id=eot, eos_token_id=eot,
+        decoder_start_token_id=tokenizer.convert_tokens_to_ids(tok.STARTOFTRANSCRIPT),
+        begin_suppress_tokens=None, suppress_tokens=None, dropout=0.1, tie_word_embeddings=True,
+    )  # fmt: skip
+
+
+def generation_config(config: transformers.WhisperConfig, tokenizer) -> transformers.GenerationConfig:
+    """English-only Whisper prompting: <|startoftranscript|><|notimestamps|>, greedy, no empty output."""
+    return transformers.GenerationConfig(
+        decoder_start_token_id=config.decoder_start_token_id, eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id, bos_token_id=config.bos_token_id,
+        no_timestamps_token_id=tokenizer.convert_tokens_to_ids(tok.NOTIMESTAMPS), is_multilingual=False,
+        begin_suppress_tokens=[config.eos_token_id], max_length=config.max_target_positions,
+    )  # fmt: skip
+
+
+@dataclass
+class Prepared:
+    tokenizer: transformers.PreTrainedTokenizerBase
+    extractor: transformers.WhisperFeatureExtractor
+    train: FeatureSet
+    evals: dict[str, FeatureSet]  # voice group -> held-out sentences in those voices
+
+
+def prepare(options: WhisperPretrainOptions) -> Prepared:
+    """Tokenizer and features, built once into `out/data` and reused by every later (resumed) run."""
+    corpus = datasets.load_from_disk(str(options.corpus))
+    fits = lambda row: row["duration"] <= options.chunk_seconds - 0.05  # noqa: E731
+    train_rows = corpus["pretrain"].filter(fits)
+    data = options.out / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    if (data / "tokenizer").exists():
+        tokenizer = transformers.WhisperTokenizerFast.from_pretrained(data / "tokenizer")
+    else:
+        tokenizer = tok.train_whisper_tokenizer(list(train_rows["text"]), options.vocab_size)
+        tokenizer.save_pretrained(data / "tokenizer")
+    extractor = transformers.WhisperFeatureExtractor(feature_size=MEL_BINS, chunk_length=int(options.chunk_seconds))
+    train = build_features(train_rows, extractor, data / "train.npy", "train features")
+    evals = {}
+    for group in ("pretrain", "adapt"):
+        rows = corpus["test"].filter(lambda r, g=group: r["voice_group"] == g and fits(r) and r["kind"] != "keyword")
+        rows = rows.shuffle(seed=options.seed).select(range(min(options.eval_utterances, len(rows))))
+        evals[group] = build_features(rows, extractor, data / f"test-{group}.npy", f"test features ({group})")
+    return Prepared(tokenizer, extractor, train, evals)
+
+
+def learning_rate(options: WhisperPretrainOptions, step: int) -> float:
+    """Linear warm-up, then cosine decay to a tenth of the peak."""
+    if step < options.warmup:
+        return options.lr * (step + 1) / options.warmup
+    progress = min(1.0, (step - options.warmup) / max(1, options.steps - options.warmup))
+    return options.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def batch_indices(options: WhisperPretrainOptions, durations: np.ndarray, step: int) -> np.ndarray:
+    """The batch for `step`: a pure function of (seed, step), so a resumed run sees the same batches."""
+    ramp = min(1.0, step / max(1, options.curriculum_steps))
+    longest = options.curriculum_start_seconds + ramp * (options.chunk_seconds - options.curriculum_start_seconds)
+    eligible = np.flatnonzero(durations <= longest)
+    rng = np.random.default_rng([options.seed, step])
+    return np.sort(rng.choice(eligible, size=min(options.batch_size, len(eligible)), replace=False))
+
+
+def make_batch(prepared: Prepared, indices: np.ndarray) -> dict[str, torch.Tensor]:
+    texts = [prepared.train.texts[i] for i in indices]
+    ids = [prepared.tokenizer(t).input_ids[1:] for t in texts]  # drop <|startoftranscript|>: the model prepends it
+    ctc = [prepared.tokenizer(t, add_special_tokens=False).input_ids for t in texts]
+    labels = torch.full((len(ids), max(map(len, ids))), -100)
+    for row, seq in enumerate(ids):
+        labels[row, : len(seq)] = torch.tensor(seq)
+    frames = torch.from_numpy(prepared.train.durations[indices] * FRAMES_PER_SECOND / 2).ceil().long()
+    return {
+        "input_features": torch.from_numpy(np.asarray(prepared.train.features[indices], dtype=np.float32)),
+        "labels": labels,
+        "ctc_targets": torch.tensor([t for seq in ctc for t in seq]),
+        "ctc_target_lengths": torch.tensor([len(seq) for seq in ctc]),
+        "encoder_lengths": frames,
+    }
+
+
+def losses(model, ctc_head: torch.nn.Linear, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention (decoder cross-entropy) and CTC losses from one encoder pass."""
+    encoded = model.model.encoder(batch["input_features"]).last_hidden_state
+    attention = model(encoder_outputs=(encoded,), labels=batch["labels"]).loss
+    log_probs = ctc_head(encoded).float().log_softmax(-1).transpose(0, 1)  # [frames, batch, vocab + blank]
+    lengths = batch["encoder_lengths"].clamp(max=encoded.shape[1])
+    ctc = torch.nn.functional.ctc_loss(log_probs, batch["ctc_targets"], lengths, batch["ctc_target_lengths"],
+                                       blank=ctc_head.out_features - 1, zero_infinity=True)  # fmt: skip
+    return attention, ctc
+
+
+def transcribe(model, tokenizer, features: np.ndarray, precision: str, batch: int = 32) -> list[str]:
+    model.eval()
+    texts = []
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
+        for start in range(0, len(features), batch):
+            chunk = torch.from_numpy(np.asarray(features[start : start + batch], dtype=np.float32))
+            ids = model.generate(input_features=chunk)
+            texts += [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    return texts
+
+
+def evaluate(model, prepared: Prepared, precision: str) -> dict[str, float]:
+    metrics = {}
+    for group, fs in prepared.evals.items():
+        hypotheses = transcribe(model, prepared.tokenizer, fs.features, precision)
+        metrics[f"wer_{group}"] = jiwer.wer(fs.texts, hypotheses)
+        metrics[f"cer_{group}"] = jiwer.cer(fs.texts, hypotheses)
+    return metrics
+
+
+def build_model(
+    options: WhisperPretrainOptions, tokenizer
+) -> tuple[transformers.WhisperForConditionalGeneration, torch.nn.Linear]:
+    torch.manual_seed(options.seed)
+    config = whisper_config(options, tokenizer)
+    model = transformers.WhisperForConditionalGeneration(config)
+    model.generation_config = generation_config(config, tokenizer)
+    ctc_head = torch.nn.Linear(options.d_model, len(tokenizer) + 1)  # last class: the CTC blank
+    return model, ctc_head
+
+
+def pretrain_whisper(options: WhisperPretrainOptions) -> dict:
+    """Train (resuming from `out/checkpoint` if present), export the best model to `out/model`."""
+    torch.set_num_threads(options.threads)
+    prepared = prepare(options)
+    model, ctc_head = build_model(options, prepared.tokenizer)
+    modules = {"model": model, "ctc_head": ctc_head}
+    optimizer = torch.optim.AdamW([p for m in modules.values() for p in m.parameters()], lr=options.lr,
+                                  weight_decay=0.01, betas=(0.9, 0.98))  # fmt: skip
+    checkpoint, curves = options.out / "checkpoint", CurveLog(options.out)
+    meta = load_state(checkpoint, modules, optimizer) if checkpoint.exists() else {"step": 0, "best": None}
+    step, best = meta["step"], meta.get("best")
+    bar = tqdm(total=options.steps, initial=step, desc="pretrain tiny-whisper", unit="step")
+    try:
+        while step < options.steps:
+            seconds, values = train_step(options, prepared, modules, optimizer, step)
+            step += 1
+            bar.update()
+            bar.set_postfix(loss=f"{values['loss']:.3f}", ctc=f"{values['ctc']:.2f}")
+            if step % 10 == 0:
+                curves.log(step, **values, seconds_per_step=seconds)
+            if step % options.eval_every == 0 or step == options.steps:
+                best = evaluate_and_export(options, prepared, model, curves, step, best)
+                save_state(checkpoint, modules, optimizer, step, {"best": best, "options": _jsonable(options)})
+    finally:
+        bar.close()
+    return best
+
+
+def train_step(options, prepared, modules, optimizer, step: int) -> tuple[float, dict[str, float]]:
+    started = time.perf_counter()
+    for module in modules.values():
+        module.train()
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(options, step)
+    batch = make_batch(prepared, batch_indices(options, prepared.train.durations, step))
+    with torch.autocast("cpu", torch.bfloat16, enabled=options.precision == "bf16"):
+        attention, ctc = losses(modules["model"], modules["ctc_head"], batch)
+    loss = (1 - options.ctc_weight) * attention + options.ctc_weight * ctc
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_([p for m in modules.values() for p in m.parameters()], 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    values = {"loss": loss.item(), "attention": attention.item(), "ctc": ctc.item(), "grad_norm": norm.item(),
+              "lr": optimizer.param_groups[0]["lr"]}  # fmt: skip
+    return time.perf_counter() - started, values
+
+
+def evaluate_and_export(options, prepared, model, curves: CurveLog, step: int, best: dict | None) -> dict | None:
+    """Evaluate on held-out sentences; export to `out/model` when WER on the pretrain voices improves."""
+    metrics = evaluate(model, prepared, options.precision)
+    curves.log(step, **metrics)
+    tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    if best is None or metrics["wer_pretrain"] < best["wer_pretrain"]:
+        best = {"step": step, **metrics}
+        export(model, prepared, options.out / "model")
+    return best
+
+
+def export(model, prepared: Prepared, directory: Path) -> None:
+    """A standard Whisper checkpoint (fp16 safetensors + processor), loadable by `load_frozen`."""
+    tmp = directory.with_name(directory.name + ".tmp")
+    half = transformers.WhisperForConditionalGeneration(model.config)
+    half.load_state_dict(model.state_dict())
+    half.generation_config = model.generation_config
+    half.to(torch.float16).save_pretrained(tmp)
+    transformers.WhisperProcessor(feature_extractor=prepared.extractor, tokenizer=prepared.tokenizer).save_pretrained(
+        tmp
+    )
+    if directory.exists():
+        shutil.rmtree(directory)
+    tmp.replace(directory)
+
+
+def _jsonable(options: WhisperPretrainOptions) -> dict:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}
