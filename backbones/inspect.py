@@ -7,6 +7,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
+from speechpeft.backbones.builtin import resolve_source
 from speechpeft.backbones.loading import _hub_kwargs, _load_config
 from speechpeft.backbones.spec import spec_for_model_type
 
@@ -23,11 +24,12 @@ def count_safetensors_parameters(directory: Path) -> int | None:
     return total
 
 
-def describe_checkpoint(name_or_path: str) -> dict:
+def describe_checkpoint(name: str) -> dict:
+    name_or_path = resolve_source(name)
     config = _load_config(name_or_path, _hub_kwargs(name_or_path, None))
     spec = spec_for_model_type(config.model_type)
     info = {
-        "source": name_or_path,
+        "source": name if name == name_or_path else f"{name} ({name_or_path})",
         "family": spec.family,
         "model_type": config.model_type,
         "architectures": list(config.architectures or []),

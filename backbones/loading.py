@@ -14,6 +14,7 @@ import torch
 import transformers
 from huggingface_hub import constants as hub_constants
 
+from speechpeft.backbones.builtin import resolve_source
 from speechpeft.backbones.spec import BackboneSpec, TaskModel, spec_for_model_type
 
 Precision = Literal["fp32", "bf16", "int8", "auto"]
@@ -66,10 +67,10 @@ def load_frozen(
     device: str | torch.device | None = None,
     cache_dir: str | os.PathLike | None = None,
 ) -> FrozenBackbone:
-    """Load a backbone for `task` at `precision` from a local directory or a Hub id, and freeze it."""
+    """Load a backbone for `task` at `precision` from a built-in name, a local directory or a Hub id; freeze it."""
     device = torch.device(device) if device is not None else default_device()
     resolved = resolve_precision(precision, device)
-    source = str(name_or_path)
+    source = resolve_source(str(name_or_path))
     hub_kwargs = _hub_kwargs(source, cache_dir)
     config = _load_config(source, hub_kwargs)
     spec = spec_for_model_type(config.model_type)

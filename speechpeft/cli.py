@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from speechpeft import __version__
 from speechpeft.options import add_options, parse_options
@@ -35,11 +36,16 @@ def _add_backbones(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(title="backbone commands", metavar="COMMAND", required=True)
     listing = sub.add_parser("list", help="the registered backbone families and the tasks each serves")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    listing.set_defaults(run="backbones_list")
-    info = sub.add_parser("info", help="what speechpeft knows about a family, a local checkpoint or a Hub id")
-    info.add_argument("name", metavar="NAME", help="family (whisper), checkpoint directory, or cached Hub id")
+    listing.set_defaults(command="backbones_list")
+    info = sub.add_parser("info", help="what speechpeft knows about a family, a checkpoint or a Hub id")
+    info.add_argument("name", metavar="NAME", help="family (whisper), built-in name, checkpoint directory or Hub id")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
-    info.set_defaults(run="backbones_info")
+    info.set_defaults(command="backbones_info")
+    _add_pretrain(sub)
+    _add_ship(sub)
+
+
+def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     from speechpeft.backbones.pretrain.options import WhisperPretrainOptions
 
     pretrain = sub.add_parser(
@@ -51,9 +57,18 @@ def _add_backbones(parser: argparse.ArgumentParser) -> None:
     )
     pretrain.add_argument("backbone", choices=["tiny-whisper"], help="which built-in backbone")
     add_options(pretrain, WhisperPretrainOptions)
-    pretrain.set_defaults(
-        run="backbones_pretrain", options=lambda a: parse_options(pretrain, a, WhisperPretrainOptions)
+    options = lambda args: parse_options(pretrain, args, WhisperPretrainOptions)  # noqa: E731
+    pretrain.set_defaults(command="backbones_pretrain", options=options)
+
+
+def _add_ship(sub: argparse._SubParsersAction) -> None:
+    ship = sub.add_parser(
+        "ship", help="measure a pretraining run on the test split, copy it into the package, write its card"
     )
+    ship.add_argument("backbone", choices=["tiny-whisper"], help="which built-in backbone")
+    ship.add_argument("--run", required=True, type=Path, help="run directory of `speechpeft backbones pretrain`")
+    ship.add_argument("--corpus", required=True, type=Path, help="the corpus the run was trained on")
+    ship.set_defaults(command="backbones_ship")
 
 
 def _add_data(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +83,7 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
     )
     add_options(synth, SynthOptions)
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
-    synth.set_defaults(run="data_synth", options=lambda args: parse_options(synth, args, SynthOptions))
+    synth.set_defaults(command="data_synth", options=lambda args: parse_options(synth, args, SynthOptions))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if hasattr(args, "options"):  # validate flags before the heavy imports below
         args.options = args.options(args)
-    return _run(args.run, args)
+    return _run(args.command, args)
 
 
 def _run(command_name: str, args: argparse.Namespace) -> int:

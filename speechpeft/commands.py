@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from speechpeft.backbones import BACKBONES, BackboneNotFoundError, BackboneSpec
+from speechpeft.backbones.builtin import BuiltinNotShippedError
 from speechpeft.backbones.inspect import describe_checkpoint
 from speechpeft.registry import UnknownNameError
 from speechpeft.tasks.corpus.build import build_corpus
@@ -18,6 +19,7 @@ from speechpeft.tasks.corpus.text import MissingTextSourceError
 USER_ERRORS = (
     UnknownNameError,
     BackboneNotFoundError,
+    BuiltinNotShippedError,
     MissingTextSourceError,
     SynthesisError,
     FileExistsError,
@@ -91,3 +93,10 @@ def backbones_pretrain(args: argparse.Namespace) -> dict:
     best = pretrain_whisper(args.options)
     print(f"best checkpoint: {args.options.out / 'model'} (step {best['step']})", file=sys.stderr)
     return best
+
+
+def backbones_ship(args: argparse.Namespace) -> None:
+    from speechpeft.backbones.pretrain.card import ship_whisper
+
+    target = ship_whisper(args.run, args.corpus)
+    print(f"shipped {target}; card: {target / 'README.md'}")

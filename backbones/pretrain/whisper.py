@@ -73,8 +73,9 @@ class Prepared:
 def prepare(options: WhisperPretrainOptions) -> Prepared:
     """Tokenizer and features, built once into `out/data` and reused by every later (resumed) run."""
     corpus = datasets.load_from_disk(str(options.corpus))
-    fits = lambda row: row["duration"] <= options.chunk_seconds - 0.05  # noqa: E731
-    train_rows = corpus["pretrain"].filter(fits)
+    longest = options.chunk_seconds - 0.05
+    # input_columns: filter on metadata only, without decoding any audio
+    train_rows = corpus["pretrain"].filter(lambda d: d <= longest, input_columns="duration")
     data = options.out / "data"
     data.mkdir(parents=True, exist_ok=True)
     if (data / "tokenizer").exists():
@@ -86,7 +87,8 @@ def prepare(options: WhisperPretrainOptions) -> Prepared:
     train = build_features(train_rows, extractor, data / "train.npy", "train features")
     evals = {}
     for group in ("pretrain", "adapt"):
-        rows = corpus["test"].filter(lambda r, g=group: r["voice_group"] == g and fits(r) and r["kind"] != "keyword")
+        wanted = lambda g, d, k, group=group: g == group and d <= longest and k != "keyword"  # noqa: E731
+        rows = corpus["test"].filter(wanted, input_columns=["voice_group", "duration", "kind"])
         rows = rows.shuffle(seed=options.seed).select(range(min(options.eval_utterances, len(rows))))
         evals[group] = build_features(rows, extractor, data / f"test-{group}.npy", f"test features ({group})")
     return Prepared(tokenizer, extractor, train, evals)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from speechpeft.backbones import load_frozen
+from speechpeft.backbones import builtin, load_frozen
 from speechpeft.backbones.pretrain import whisper as recipe
+from speechpeft.backbones.pretrain.card import ship_whisper
 from speechpeft.backbones.pretrain.state import load_state, save_state
 from speechpeft.tasks.corpus.build import build_corpus
 from speechpeft.tasks.corpus.options import SynthOptions
@@ -26,7 +27,7 @@ def corpus(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_pretrain_trains_exports_and_resumes(corpus, tmp_path):
+def test_pretrain_trains_exports_resumes_and_ships(corpus, tmp_path, monkeypatch):
     options = recipe.WhisperPretrainOptions(corpus=corpus, out=tmp_path / "run", steps=4, eval_every=2, **TINY)
     best = recipe.pretrain_whisper(options)
 
@@ -44,6 +45,21 @@ def test_pretrain_trains_exports_and_resumes(corpus, tmp_path):
     assert meta["step"] == 6
     steps_logged = [json.loads(line)["step"] for line in (tmp_path / "run" / "curves.jsonl").read_text().splitlines()]
     assert steps_logged.count(4) == 1 and 6 in steps_logged  # resumed at 4, did not redo steps 1-4
+
+    shipped = ship_whisper(tmp_path / "run", corpus, weights_dir=tmp_path / "weights")
+    card = (shipped / "README.md").read_text()
+    facts = json.loads((shipped / "speechpeft_card.json").read_text())
+    assert facts["training"]["steps"] == 6 and "pretrain/all" in facts["measured"]["scores"]
+    assert "| pretrain voices | all |" in card and "| adaptation voices | all |" in card
+    assert "speechpeft backbones pretrain tiny-whisper --corpus data/pretrain-corpus" in card
+    monkeypatch.setattr(builtin, "WEIGHTS_DIR", tmp_path / "weights")
+    assert load_frozen("speechpeft/tiny-whisper", "asr", "fp32", device="cpu").source == str(shipped)
+
+
+def test_unshipped_builtin_says_how_to_make_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(builtin, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(builtin.BuiltinNotShippedError, match="speechpeft backbones pretrain tiny-whisper"):
+        load_frozen("speechpeft/tiny-whisper", "asr", "fp32", device="cpu")
 
 
 def test_batches_follow_the_curriculum_and_are_a_function_of_the_step():

@@ -1,0 +1,39 @@
+"""The backbones speechpeft pretrains and ships inside the package, resolved by name with no network.
+
+`speechpeft/tiny-whisper` looks like a Hub id on purpose: code that takes `openai/whisper-tiny` takes
+it too. The weights live in `speechpeft/backbones/weights/<name>/` once a pretraining run is shipped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+BUILTIN_BACKBONES = {
+    "speechpeft/tiny-whisper": "tiny-whisper",
+}
+
+
+class BuiltinNotShippedError(FileNotFoundError):
+    """A built-in backbone name whose weights are not in this install."""
+
+
+def builtin_path(name: str) -> Path | None:
+    """The shipped directory for a built-in name, None for any other name."""
+    folder = BUILTIN_BACKBONES.get(name.lower())
+    if folder is None:
+        return None
+    path = WEIGHTS_DIR / folder
+    if not (path / "config.json").exists():
+        raise BuiltinNotShippedError(
+            f"built-in backbone {name!r} is not shipped in this install ({path} is empty). Pretrain it with "
+            f"`speechpeft backbones pretrain {folder} --corpus DIR --out runs/{folder}` and pass "
+            f"--backbone runs/{folder}/model"
+        )
+    return path
+
+
+def resolve_source(name_or_path: str) -> str:
+    """A built-in name becomes its shipped directory; anything else (directory, Hub id) is kept."""
+    path = builtin_path(name_or_path)
+    return str(path) if path is not None else name_or_path

@@ -1,0 +1,64 @@
+"""The Markdown model card of a shipped tiny-whisper, written from measured facts only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from speechpeft.backbones.inspect import count_safetensors_parameters
+
+
+def whisper_card(directory: Path, facts: dict) -> str:
+    config = json.loads((directory / "config.json").read_text())
+    training, measured, corpus = facts["training"], facts["measured"], facts["corpus"]
+    options = training["options"]
+    parameters = count_safetensors_parameters(directory)
+    lines = [
+        "---", "library_name: transformers", "pipeline_tag: automatic-speech-recognition", "language: [en]",
+        "tags: [speechpeft, whisper]", "---", "", "# speechpeft/tiny-whisper", "",
+        f"The `WhisperForConditionalGeneration` architecture with {parameters / 1e6:.1f} M parameters "
+        f"(d_model {config['d_model']}, {config['encoder_layers']}+{config['decoder_layers']} layers, "
+        f"{config['encoder_attention_heads']} heads, FFN {config['encoder_ffn_dim']}, {config['vocab_size']} "
+        f"byte-level BPE tokens trained on the corpus text), trained from scratch by speechpeft on synthetic "
+        f"English speech. Input: 80 log-mel bins, a {measured['window_seconds']:.0f} s window. Prompt: English-only "
+        "Whisper (`<|startoftranscript|><|notimestamps|>`). Weights stored in float16.", "",
+        "## Training", "",
+        f"{training['steps']} steps of batch {options['batch_size']} in {training['train_hours']} h on "
+        f"{facts['machine']}; AdamW, peak learning rate {options['lr']}, loss = "
+        f"{1 - options['ctc_weight']:.1f} x attention + {options['ctc_weight']:.1f} x CTC (an encoder CTC head, "
+        f"not shipped), longest clip growing from {options['curriculum_start_seconds']} s to "
+        f"{options['chunk_seconds']} s over {options['curriculum_steps']} steps, precision {options['precision']}. "
+        f"Best step by WER on held-out sentences: {training['best']['step']}.", "",
+        f"Data: the *pretrain* split of a speechpeft synthetic corpus ({_hours(corpus, 'pretrain')} h, "
+        f"{len(corpus['splits']['pretrain']['voices'])} espeak-ng voices: "
+        f"{', '.join(corpus['splits']['pretrain']['voices'])}). Reproduce:", "", "```bash",
+        _synth_command(corpus["options"]),
+        f"speechpeft backbones pretrain tiny-whisper --corpus data/pretrain-corpus --out runs/tiny-whisper "
+        f"--steps {options['steps']} --seed {options['seed']}",
+        "speechpeft backbones ship tiny-whisper --run runs/tiny-whisper --corpus data/pretrain-corpus", "```", "",
+        "## Results", "",
+        f"On the corpus's *test* split: sentences and commands never seen in training (keywords are the same ten "
+        f"words), clips up to the {measured['window_seconds']:.0f} s window "
+        f"({measured['left_out_longer_than_window']} longer clips left out). *pretrain voices* are the voices of "
+        "the training data; *adaptation voices* (flite, festival, a held-out espeak-ng accent) were never heard "
+        "in training: the gap adapters are for.", "",
+        "| voices | kind | utterances | WER | CER |", "|---|---|---|---|---|",
+    ]  # fmt: skip
+    for key, score in measured["scores"].items():
+        group, kind = key.split("/")
+        label = "pretrain voices" if group == "pretrain" else "adaptation voices"
+        lines.append(f"| {label} | {kind} | {score['utterances']} | {score['wer']:.1%} | {score['cer']:.1%} |")
+    lines += ["", f"Real-time factor (audio seconds per compute second, greedy decoding, batch 32, fp32): "
+              f"{measured['real_time_factor']}.", "", "Examples:", ""]  # fmt: skip
+    lines += [f"- {e['voice']}: `{e['reference']}` → `{e['hypothesis']}`" for e in measured["examples"]]
+    return "\n".join(lines) + "\n"
+
+
+def _hours(corpus: dict, split: str) -> float:
+    return corpus["splits"][split]["hours"]
+
+
+def _synth_command(options: dict) -> str:
+    size = f"--utterances {options['utterances']}" if options["utterances"] else f"--hours {options['hours']}"
+    return (f"speechpeft data synth {size} --seed {options['seed']} --splits {' '.join(options['splits'])} "
+            f"--kinds {' '.join(options['kinds'])} --out data/pretrain-corpus")  # fmt: skip
