@@ -46,19 +46,26 @@ def _add_backbones(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_pretrain(sub: argparse._SubParsersAction) -> None:
-    from speechpeft.backbones.pretrain.options import WhisperPretrainOptions
+    from speechpeft.backbones.pretrain.options import SpeechT5PretrainOptions, WhisperPretrainOptions
 
-    pretrain = sub.add_parser(
-        "pretrain",
-        help="pretrain a built-in backbone on a synthetic corpus",
-        description="Pretrain tiny-whisper (the WhisperForConditionalGeneration architecture) from scratch on "
-        "the pretrain split of a `speechpeft data synth` corpus, with a joint CTC loss and a short-utterance "
-        "curriculum. Checkpoints every --eval-every steps; rerun the same command to resume.",
-    )
-    pretrain.add_argument("backbone", choices=["tiny-whisper"], help="which built-in backbone")
-    add_options(pretrain, WhisperPretrainOptions)
-    options = lambda args: parse_options(pretrain, args, WhisperPretrainOptions)  # noqa: E731
-    pretrain.set_defaults(command="backbones_pretrain", options=options)
+    pretrain = sub.add_parser("pretrain", help="pretrain a built-in backbone on a synthetic corpus")
+    recipes = pretrain.add_subparsers(title="built-in backbones", metavar="BACKBONE", required=True)
+    described = {
+        "tiny-whisper": (WhisperPretrainOptions, "the WhisperForConditionalGeneration architecture, for ASR, with a "
+                         "joint CTC loss and a short-utterance curriculum"),
+        "tiny-speecht5": (SpeechT5PretrainOptions, "SpeechT5ForTextToSpeech on one voice, with guided attention; "
+                          "Griffin-Lim vocoder"),
+    }  # fmt: skip
+    for name, (options_class, what) in described.items():
+        recipe = recipes.add_parser(
+            name,
+            help=what,
+            description=f"Pretrain {name} from scratch ({what}) on a `speechpeft data synth` corpus. Checkpoints "
+            "every --eval-every steps; rerun the same command to resume.",
+        )
+        add_options(recipe, options_class)
+        options = lambda args, p=recipe, c=options_class: parse_options(p, args, c)  # noqa: E731
+        recipe.set_defaults(command="backbones_pretrain", backbone=name, options=options)
 
 
 def _add_ship(sub: argparse._SubParsersAction) -> None:

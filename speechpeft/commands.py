@@ -88,9 +88,11 @@ def data_synth(args: argparse.Namespace) -> None:
 
 
 def backbones_pretrain(args: argparse.Namespace) -> dict:
-    from speechpeft.backbones.pretrain.whisper import pretrain_whisper
-
-    best = pretrain_whisper(args.options)
+    if args.backbone == "tiny-whisper":
+        from speechpeft.backbones.pretrain.whisper import pretrain_whisper as pretrain
+    else:
+        from speechpeft.backbones.pretrain.speecht5 import pretrain_speecht5 as pretrain
+    best = pretrain(args.options)
     print(f"best checkpoint: {args.options.out / 'model'} (step {best['step']})", file=sys.stderr)
     return best
 

@@ -50,3 +50,36 @@ class WhisperPretrainOptions:
             object.__setattr__(self, "precision", "bf16" if cpu_has_native_bf16() else "fp32")
         if min(self.steps, self.batch_size, self.eval_every, self.warmup) < 1:
             raise ValueError("--steps, --batch-size, --eval-every and --warmup must be positive")
+
+
+@dataclass(frozen=True)
+class SpeechT5PretrainOptions:
+    """Options of `speechpeft backbones pretrain tiny-speecht5`."""
+
+    corpus: Path = field(metadata={"help": "corpus from `speechpeft data synth` (its pretrain and test splits)"})
+    out: Path = field(metadata={"help": "run directory: features, checkpoints, curves and the exported model"})
+    voice: str = field(default="espeak-en-us", metadata={"help": "the one voice to learn (a pretrain voice)"})
+    steps: int = field(default=4000, metadata={"help": "optimisation steps"})
+    batch_size: int = field(default=16, metadata={"help": "utterances per step"})
+    lr: float = field(default=1e-3, metadata={"help": "peak learning rate (AdamW), after linear warm-up"})
+    warmup: int = field(default=300, metadata={"help": "warm-up steps"})
+    hidden: int = field(default=256, metadata={"help": "model width"})
+    layers: int = field(default=4, metadata={"help": "encoder and decoder layers (each)"})
+    heads: int = field(default=4, metadata={"help": "attention heads"})
+    ffn: int = field(default=1024, metadata={"help": "feed-forward width"})
+    reduction_factor: int = field(default=2, metadata={"help": "mel frames predicted per decoder step"})
+    eval_every: int = field(default=250, metadata={"help": "steps between evaluations (and checkpoints)"})
+    eval_utterances: int = field(default=16, metadata={"help": "held-out sentences per evaluation"})
+    seed: int = field(default=0, metadata={"help": "seed for initialisation and batches"})
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1, metadata={"help": "CPU threads"})
+    precision: str = field(
+        default="auto", metadata={"help": "bf16 (autocast), fp32, or auto: bf16 where the CPU has native bf16 matmul"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError("--precision must be auto, bf16 or fp32")
+        if self.precision == "auto":
+            object.__setattr__(self, "precision", "bf16" if cpu_has_native_bf16() else "fp32")
+        if min(self.steps, self.batch_size, self.eval_every, self.warmup, self.reduction_factor) < 1:
+            raise ValueError("--steps, --batch-size, --eval-every, --warmup and --reduction-factor must be positive")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,13 +22,11 @@ import jiwer
 import numpy as np
 import torch
 import transformers
-from tqdm.auto import tqdm
 
 from speechpeft.backbones.pretrain import tokenizer as tok
-from speechpeft.backbones.pretrain.curves import CurveLog
 from speechpeft.backbones.pretrain.features import FeatureSet, build_features
+from speechpeft.backbones.pretrain.loop import Recipe, train
 from speechpeft.backbones.pretrain.options import WhisperPretrainOptions
-from speechpeft.backbones.pretrain.state import load_state, save_state
 
 SAMPLE_RATE = 16_000  # Hz
 MEL_BINS = 80
@@ -171,61 +168,28 @@ def build_model(
 
 
 def pretrain_whisper(options: WhisperPretrainOptions) -> dict:
-    """Train (resuming from `out/checkpoint` if present), export the best model to `out/model`."""
+    """Train (resuming from `out/checkpoint` if present); the best model by WER is exported to `out/model`."""
     torch.set_num_threads(options.threads)
     prepared = prepare(options)
     model, ctc_head = build_model(options, prepared.tokenizer)
-    modules = {"model": model, "ctc_head": ctc_head}
-    optimizer = torch.optim.AdamW([p for m in modules.values() for p in m.parameters()], lr=options.lr,
-                                  weight_decay=0.01, betas=(0.9, 0.98))  # fmt: skip
-    checkpoint, curves = options.out / "checkpoint", CurveLog(options.out)
-    meta = load_state(checkpoint, modules, optimizer) if checkpoint.exists() else {"step": 0, "best": None}
-    step, best = meta["step"], meta.get("best")
-    bar = tqdm(total=options.steps, initial=step, desc="pretrain tiny-whisper", unit="step")
-    try:
-        while step < options.steps:
-            seconds, values = train_step(options, prepared, modules, optimizer, step)
-            step += 1
-            bar.update()
-            bar.set_postfix(loss=f"{values['loss']:.3f}", ctc=f"{values['ctc']:.2f}")
-            if step % 10 == 0:
-                curves.log(step, **values, seconds_per_step=seconds)
-            if step % options.eval_every == 0 or step == options.steps:
-                best = evaluate_and_export(options, prepared, model, curves, step, best)
-                save_state(checkpoint, modules, optimizer, step, {"best": best, "options": _jsonable(options)})
-    finally:
-        bar.close()
-    return best
 
+    def step_losses(step: int) -> dict[str, torch.Tensor]:
+        attention, ctc = losses(
+            model, ctc_head, make_batch(prepared, batch_indices(options, prepared.train.durations, step))
+        )
+        return {
+            "loss": (1 - options.ctc_weight) * attention + options.ctc_weight * ctc,
+            "attention": attention,
+            "ctc": ctc,
+        }
 
-def train_step(options, prepared, modules, optimizer, step: int) -> tuple[float, dict[str, float]]:
-    started = time.perf_counter()
-    for module in modules.values():
-        module.train()
-    for group in optimizer.param_groups:
-        group["lr"] = learning_rate(options, step)
-    batch = make_batch(prepared, batch_indices(options, prepared.train.durations, step))
-    with torch.autocast("cpu", torch.bfloat16, enabled=options.precision == "bf16"):
-        attention, ctc = losses(modules["model"], modules["ctc_head"], batch)
-    loss = (1 - options.ctc_weight) * attention + options.ctc_weight * ctc
-    loss.backward()
-    norm = torch.nn.utils.clip_grad_norm_([p for m in modules.values() for p in m.parameters()], 1.0)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    values = {"loss": loss.item(), "attention": attention.item(), "ctc": ctc.item(), "grad_norm": norm.item(),
-              "lr": optimizer.param_groups[0]["lr"]}  # fmt: skip
-    return time.perf_counter() - started, values
-
-
-def evaluate_and_export(options, prepared, model, curves: CurveLog, step: int, best: dict | None) -> dict | None:
-    """Evaluate on held-out sentences; export to `out/model` when WER on the pretrain voices improves."""
-    metrics = evaluate(model, prepared, options.precision)
-    curves.log(step, **metrics)
-    tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-    if best is None or metrics["wer_pretrain"] < best["wer_pretrain"]:
-        best = {"step": step, **metrics}
-        export(model, prepared, options.out / "model")
-    return best
+    recipe = Recipe(
+        name="tiny-whisper", modules={"model": model, "ctc_head": ctc_head}, losses=step_losses,
+        learning_rate=lambda step: learning_rate(options, step), score="wer_pretrain",
+        evaluate=lambda: evaluate(model, prepared, options.precision),
+        export=lambda: export(model, prepared, options.out / "model"), options=_jsonable(options),
+    )  # fmt: skip
+    return train(recipe, options.out, options.steps, options.eval_every, options.precision == "bf16")
 
 
 def export(model, prepared: Prepared, directory: Path) -> None:

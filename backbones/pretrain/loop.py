@@ -1,0 +1,83 @@
+"""The training loop both pretraining recipes share: read top to bottom, resume-safe, with progress.
+
+A recipe supplies its modules, a loss function of the step, a learning-rate schedule, an evaluation
+(lower `score` is better) and an export that writes the model whenever the score improves.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from speechpeft.backbones.pretrain.curves import CurveLog
+from speechpeft.backbones.pretrain.state import load_state, save_state
+
+LOG_EVERY = 10  # steps
+MAX_GRAD_NORM = 1.0
+
+
+@dataclass
+class Recipe:
+    name: str
+    modules: dict[str, torch.nn.Module]
+    losses: Callable[[int], dict[str, torch.Tensor]]  # step -> {"loss": what to minimise, other parts...}
+    learning_rate: Callable[[int], float]
+    evaluate: Callable[[], dict[str, float]]
+    score: str  # the metric of `evaluate` that picks the best step; lower is better
+    export: Callable[[], None]  # writes the current model as the best one
+    options: dict  # recorded with every checkpoint
+
+
+def train(recipe: Recipe, out: Path, steps: int, eval_every: int, bf16: bool) -> dict | None:
+    """Run `recipe` to `steps`, resuming from `out/checkpoint`; evaluate and checkpoint every `eval_every`."""
+    params = [p for module in recipe.modules.values() for p in module.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=recipe.learning_rate(0), weight_decay=0.01, betas=(0.9, 0.98))
+    checkpoint, curves = out / "checkpoint", CurveLog(out)
+    meta = load_state(checkpoint, recipe.modules, optimizer) if checkpoint.exists() else {"step": 0}
+    step, best = meta["step"], meta.get("best")
+    with tqdm(total=steps, initial=step, desc=f"pretrain {recipe.name}", unit="step") as bar:
+        while step < steps:
+            started = time.perf_counter()
+            values = _step(recipe, optimizer, params, step, bf16)
+            step += 1
+            bar.update()
+            bar.set_postfix(loss=f"{values['loss']:.3f}")
+            if step % LOG_EVERY == 0:
+                curves.log(step, **values, seconds_per_step=time.perf_counter() - started)
+            if step % eval_every == 0 or step == steps:
+                best = _evaluate(recipe, curves, step, best)
+                save_state(checkpoint, recipe.modules, optimizer, step, {"best": best, "options": recipe.options})
+    return best
+
+
+def _evaluate(recipe: Recipe, curves: CurveLog, step: int, best: dict | None) -> dict:
+    metrics = recipe.evaluate()
+    curves.log(step, **metrics)
+    tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    if best is None or metrics[recipe.score] < best[recipe.score]:
+        recipe.export()
+        return {"step": step, **metrics}
+    return best
+
+
+def _step(recipe: Recipe, optimizer: torch.optim.Optimizer, params: list, step: int, bf16: bool) -> dict[str, float]:
+    for module in recipe.modules.values():
+        module.train()
+    for group in optimizer.param_groups:
+        group["lr"] = recipe.learning_rate(step)
+    with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        losses = recipe.losses(step)
+    losses["loss"].backward()
+    norm = torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return {
+        **{k: v.item() for k, v in losses.items()},
+        "grad_norm": norm.item(),
+        "lr": optimizer.param_groups[0]["lr"],
+    }
