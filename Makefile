@@ -12,7 +12,7 @@ APT_PACKAGES := ffmpeg sox espeak-ng flite festival festvox-kallpc16k festvox-us
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CORPUS_UTTERANCES ?= 2000
 
-.PHONY: setup system-packages test lint format corpus benchmark clean
+.PHONY: setup system-packages test lint format corpus pretrain-corpus pretrain-whisper pretrain-speecht5 benchmark clean
 
 setup: system-packages $(STAMP)
 
@@ -44,6 +44,19 @@ test: setup lint
 
 corpus: setup
 	$(BIN)/speechpeft data synth --utterances $(CORPUS_UTTERANCES) --out data/corpus
+
+# Pretraining the built-in backbones (hours of CPU; each resumes from its checkpoint when rerun).
+PRETRAIN_CORPUS := data/pretrain-corpus
+pretrain-corpus: setup
+	test -f $(PRETRAIN_CORPUS)/dataset_dict.json || $(BIN)/speechpeft data synth --hours 8 --seed 0 \
+		--splits pretrain=0.88 adapt=0.04 test=0.08 --kinds sentence=0.75 command=0.2 keyword=0.05 \
+		--out $(PRETRAIN_CORPUS)
+
+pretrain-whisper: pretrain-corpus
+	$(BIN)/speechpeft backbones pretrain tiny-whisper --corpus $(PRETRAIN_CORPUS) --out runs/tiny-whisper --steps 8000
+
+pretrain-speecht5: pretrain-corpus
+	$(BIN)/speechpeft backbones pretrain tiny-speecht5 --corpus $(PRETRAIN_CORPUS) --out runs/tiny-speecht5
 
 benchmark: setup
 	$(BIN)/python benchmarks/synth_speed.py
