@@ -15,7 +15,7 @@ from pathlib import Path
 from speechpeft import __version__
 from speechpeft.options import add_options, parse_options
 
-EXIT_USAGE, EXIT_FAILURE, EXIT_INTERRUPTED = 2, 1, 130
+EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,9 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
         "many small task adapters. Run `speechpeft COMMAND --help` for each command.",
     )
     parser.add_argument("--version", action="version", version=f"speechpeft {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail; tracebacks for errors")
     groups = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    _add_backbones(groups.add_parser("backbones", help="list and inspect backbone families"))
+    _add_backbones(groups.add_parser("backbones", help="list, inspect, pretrain and ship backbones"))
     _add_data(groups.add_parser("data", help="build datasets"))
     return parser
 
@@ -108,6 +108,8 @@ def _run(command_name: str, args: argparse.Namespace) -> int:
     try:
         result = getattr(commands, command_name)(args)
     except commands.USER_ERRORS as error:
+        if args.verbose:  # the one-line message hides where it came from; -v shows the traceback
+            raise
         print(f"speechpeft: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -140,3 +140,13 @@ def test_load_on_cuda(tiny_backbone_dirs, precision):
     assert next(backbone.model.parameters()).device.type == "cuda"
     with torch.no_grad():
         assert torch.isfinite(forward(backbone).float()).all()
+
+
+def test_missing_backbone_weights_are_reported_but_a_missing_head_is_not(tiny_backbone_dirs, caplog):
+    with caplog.at_level("INFO", logger="speechpeft.backbones.loading"):
+        load_frozen(tiny_backbone_dirs["speecht5"], "asr", "fp32", device="cpu")  # a TTS checkpoint used for ASR
+        load_frozen(tiny_backbone_dirs["wav2vec2"], "classify", "fp32", device="cpu")  # new classification head
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    infos = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    assert len(warnings) == 1 and "Is this checkpoint meant for SpeechT5ForSpeechToText?" in warnings[0]
+    assert any("task head ['classifier.bias'" in m and "starts from random weights" in m for m in infos)
