@@ -12,11 +12,15 @@ import torchaudio
 import transformers
 
 GRIFFIN_LIM_ITERATIONS = 32
+MIN_FRAMES = 8  # the inverse STFT pads by n_fft / 2 = 2 hops on each side
 
 
 def griffin_lim(log_mel: torch.Tensor, extractor: transformers.SpeechT5FeatureExtractor,
                 iterations: int = GRIFFIN_LIM_ITERATIONS) -> np.ndarray:  # fmt: skip
     """[frames, mel bins] log10 mel -> float32 waveform at the extractor's sampling rate."""
+    if len(log_mel) < MIN_FRAMES:  # an utterance that stopped at once: pad with silence so the STFT can run
+        silence = torch.full((MIN_FRAMES - len(log_mel), log_mel.shape[1]), float(np.log10(extractor.mel_floor)))
+        log_mel = torch.cat([log_mel.float(), silence])
     mel = torch.pow(10.0, log_mel.float())  # [frames, mels]
     filters = torch.from_numpy(np.asarray(extractor.mel_filters, dtype=np.float32))  # [freqs, mels]
     magnitude = (mel @ torch.linalg.pinv(filters)).clamp(min=0.0).T  # least-squares inverse: [freqs, frames]

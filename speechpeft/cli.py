@@ -72,9 +72,10 @@ def _add_ship(sub: argparse._SubParsersAction) -> None:
     ship = sub.add_parser(
         "ship", help="measure a pretraining run on the test split, copy it into the package, write its card"
     )
-    ship.add_argument("backbone", choices=["tiny-whisper"], help="which built-in backbone")
+    ship.add_argument("backbone", choices=["tiny-whisper", "tiny-speecht5"], help="which built-in backbone")
     ship.add_argument("--run", required=True, type=Path, help="run directory of `speechpeft backbones pretrain`")
     ship.add_argument("--corpus", required=True, type=Path, help="the corpus the run was trained on")
+    ship.add_argument("--asr", default="speechpeft/tiny-whisper", help="tiny-speecht5: ASR backbone that listens")
     ship.set_defaults(command="backbones_ship")
 
 

@@ -98,7 +98,12 @@ def backbones_pretrain(args: argparse.Namespace) -> dict:
 
 
 def backbones_ship(args: argparse.Namespace) -> None:
-    from speechpeft.backbones.pretrain.card import ship_whisper
+    if args.backbone == "tiny-whisper":
+        from speechpeft.backbones.pretrain.card import ship_whisper
 
-    target = ship_whisper(args.run, args.corpus)
+        target = ship_whisper(args.run, args.corpus)
+    else:
+        from speechpeft.backbones.pretrain.card_tts import ship_speecht5
+
+        target = ship_speecht5(args.run, args.corpus, args.asr)
     print(f"shipped {target}; card: {target / 'README.md'}")

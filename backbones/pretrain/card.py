@@ -17,11 +17,12 @@ from pathlib import Path
 
 import datasets
 import jiwer
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from speechpeft.backbones.builtin import WEIGHTS_DIR
-from speechpeft.backbones.loading import load_frozen
+from speechpeft.backbones.loading import FrozenBackbone, load_frozen
 from speechpeft.backbones.pretrain.card_text import whisper_card
 
 BATCH = 32
@@ -35,19 +36,26 @@ class GroupScore:
     cer: float
 
 
+def transcribe(backbone: FrozenBackbone, audio: list[np.ndarray]) -> tuple[list[str], float]:
+    """Greedy transcripts of 16 kHz clips, and the compute seconds they took."""
+    extractor, tokenizer = backbone.processor.feature_extractor, backbone.processor.tokenizer
+    started = time.perf_counter()
+    features = extractor(audio, sampling_rate=extractor.sampling_rate, return_tensors="pt").input_features
+    with torch.no_grad():
+        ids = backbone.model.generate(input_features=features)
+    texts = [text.strip() for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    return texts, time.perf_counter() - started
+
+
 def transcribe_split(model_dir: Path, rows: datasets.Dataset) -> tuple[list[str], float]:
     """Hypotheses for every row, and the real-time factor (audio seconds per compute second)."""
     backbone = load_frozen(model_dir, "asr", "fp32", device="cpu")
-    extractor, tokenizer = backbone.processor.feature_extractor, backbone.processor.tokenizer
     hypotheses, compute = [], 0.0
     for start in tqdm(range(0, len(rows), BATCH), desc="transcribing", unit="batch"):
         audio = [clip.get_all_samples().data[0].numpy() for clip in rows[start : start + BATCH]["audio"]]
-        started = time.perf_counter()
-        features = extractor(audio, sampling_rate=extractor.sampling_rate, return_tensors="pt").input_features
-        with torch.no_grad():
-            ids = backbone.model.generate(input_features=features)
-        compute += time.perf_counter() - started
-        hypotheses += [text.strip() for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        texts, seconds = transcribe(backbone, audio)
+        hypotheses += texts
+        compute += seconds
     return hypotheses, sum(rows["duration"]) / compute
 
 
@@ -89,11 +97,11 @@ def ship_whisper(run: Path, corpus: Path, weights_dir: Path = WEIGHTS_DIR, name:
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(run / "model", target)
     facts = {"measured": measure_whisper(target, corpus), "training": training_summary(run),
-             "corpus": json.loads((corpus / "synth.json").read_text()), "machine": _machine()}  # fmt: skip
+             "corpus": json.loads((corpus / "synth.json").read_text()), "machine": machine()}  # fmt: skip
     (target / "speechpeft_card.json").write_text(json.dumps(facts, indent=1) + "\n")
     (target / "README.md").write_text(whisper_card(target, facts))
     return target
 
 
-def _machine() -> str:
+def machine() -> str:
     return f"{platform.machine()}, {torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d')}"

@@ -54,6 +54,47 @@ def whisper_card(directory: Path, facts: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def speecht5_card(directory: Path, facts: dict) -> str:
+    config = json.loads((directory / "config.json").read_text())
+    training, measured, corpus = facts["training"], facts["measured"], facts["corpus"]
+    options = training["options"]
+    parameters = count_safetensors_parameters(directory)
+    lines = [
+        "---", "library_name: transformers", "pipeline_tag: text-to-speech", "language: [en]",
+        "tags: [speechpeft, speecht5]", "---", "", "# speechpeft/tiny-speecht5", "",
+        f"The `SpeechT5ForTextToSpeech` architecture with {parameters / 1e6:.1f} M parameters (hidden "
+        f"{config['hidden_size']}, {config['encoder_layers']}+{config['decoder_layers']} layers, reduction factor "
+        f"{config['reduction_factor']}, character input), trained from scratch by speechpeft on one synthetic voice "
+        f"({options['voice']}). Output: 80-bin log10 mel at 16 kHz; vocoder: Griffin-Lim "
+        "(`speechpeft.backbones.vocoder`), no download. Speaker embedding: 16 zeros. Weights stored in float16.", "",
+        "## Training", "",
+        f"{training['steps']} steps of batch {options['batch_size']} in {training['train_hours']} h on "
+        f"{facts['machine']}; AdamW, peak learning rate {options['lr']}, SpeechT5's L1 + stop-token + guided "
+        f"attention loss, precision {options['precision']}. Best step by held-out mel L1: {training['best']['step']}.",
+        "", "Reproduce:", "", "```bash", _synth_command(corpus["options"]),
+        "speechpeft backbones pretrain tiny-speecht5 --corpus data/pretrain-corpus --out runs/tiny-speecht5 "
+        f"--steps {options['steps']} --voice {options['voice']} --seed {options['seed']}",
+        "speechpeft backbones ship tiny-speecht5 --run runs/tiny-speecht5 --corpus data/pretrain-corpus", "```", "",
+        "## Results", "",
+        f"{measured['sentences']} held-out sentences and commands from the corpus's *test* split, spoken by "
+        f"this model and by the real engine voice. Intelligibility: the character error rate of "
+        f"{measured['asr']}'s transcript.", "",
+        "| audio | CER | DNSMOS OVRL | SIG | BAK | P.808 |", "|---|---|---|---|---|---|",
+        _tts_row("tiny-speecht5 + Griffin-Lim", measured["cer"], measured["dnsmos"]),
+        _tts_row(f"{measured['voice']} recordings", measured["cer_of_reference_recordings"],
+                 measured["dnsmos_of_reference_recordings"]),
+        "", f"Generated length / recorded length: {measured['length_ratio']} on average.", "",
+        "Examples (text → heard):", "",
+    ]  # fmt: skip
+    lines += [f"- `{e['text']}` → `{e['heard'][:200]}`" for e in measured["examples"]]
+    return "\n".join(lines) + "\n"
+
+
+def _tts_row(label: str, cer: float, mos: dict) -> str:
+    return (f"| {label} | {cer:.1%} | {mos['ovrl_mos']:.2f} | {mos['sig_mos']:.2f} | {mos['bak_mos']:.2f} | "
+            f"{mos['p808_mos']:.2f} |")  # fmt: skip
+
+
 def _hours(corpus: dict, split: str) -> float:
     return corpus["splits"][split]["hours"]
 

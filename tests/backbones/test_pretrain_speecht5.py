@@ -10,6 +10,7 @@ import transformers
 
 from speechpeft.backbones import load_frozen
 from speechpeft.backbones.pretrain import speecht5 as recipe
+from speechpeft.backbones.pretrain.card_tts import ship_speecht5
 from speechpeft.backbones.vocoder import griffin_lim
 from speechpeft.tasks.corpus import render
 from speechpeft.tasks.corpus.build import build_corpus
@@ -21,7 +22,7 @@ TINY = {"hidden": 32, "layers": 1, "heads": 2, "ffn": 64, "batch_size": 4, "warm
 
 
 @pytest.mark.slow
-def test_pretrain_speecht5_trains_exports_and_resumes(tmp_path):
+def test_pretrain_speecht5_trains_exports_resumes_and_ships(tmp_path, tiny_backbone_dirs):
     corpus = tmp_path / "corpus"
     one_voice = SynthOptions(out=corpus, utterances=30, voices=("espeak-en-us",), splits=("pretrain=0.7", "test=0.3"))
     build_corpus(one_voice, progress=False)
@@ -36,6 +37,14 @@ def test_pretrain_speecht5_trains_exports_and_resumes(tmp_path):
 
     recipe.pretrain_speecht5(recipe.SpeechT5PretrainOptions(**{**options.__dict__, "steps": 6}))
     assert json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["step"] == 6
+
+    asr = str(tiny_backbone_dirs["whisper"])
+    shipped = ship_speecht5(tmp_path / "run", corpus, asr=asr, weights_dir=tmp_path, sentences=2)
+    facts = json.loads((shipped / "speechpeft_card.json").read_text())["measured"]
+    assert facts["sentences"] == 2 and 1.0 <= facts["dnsmos_of_reference_recordings"]["ovrl_mos"] <= 5.0
+    assert 1.0 <= facts["dnsmos"]["ovrl_mos"] <= 5.0 and facts["cer"] > 0
+    card = (shipped / "README.md").read_text()
+    assert "| tiny-speecht5 + Griffin-Lim |" in card and "| espeak-en-us recordings |" in card
 
 
 def test_mel_batches_pad_to_the_reduction_factor(tmp_path):
