@@ -62,6 +62,9 @@ def _prepare_output(options: SynthOptions) -> Path:
         raise FileNotFoundError(f"missing programs {missing}: run `make setup` (it installs them with apt-get)")
     out, work = options.out, options.out / ".work"
     finished = (out / "dataset_dict.json").exists()
+    ours = finished or work.exists() or not out.exists() or not any(out.iterdir())
+    if not ours:
+        raise FileExistsError(f"{out} is not empty and holds no speechpeft corpus: choose an empty or new --out")
     if options.overwrite and out.exists():
         shutil.rmtree(out)
     elif finished:

@@ -144,3 +144,10 @@ def test_build_resumes_a_partial_build_and_refuses_other_options(tmp_path):
 def test_options_are_validated(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         SynthOptions(out=tmp_path, **kwargs)
+
+
+def test_refuses_to_write_into_a_directory_that_is_not_a_corpus(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="holds no speechpeft corpus"):
+        build_corpus(SynthOptions(out=tmp_path, utterances=2, overwrite=True), progress=False)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
