@@ -14,8 +14,7 @@ def whisper_card(directory: Path, facts: dict) -> str:
     options = training["options"]
     parameters = count_safetensors_parameters(directory)
     lines = [
-        "---", "library_name: transformers", "pipeline_tag: automatic-speech-recognition", "language: [en]",
-        "tags: [speechpeft, whisper]", "---", "", "# speechpeft/tiny-whisper", "",
+        *_front_matter("automatic-speech-recognition", "whisper", "speechpeft/tiny-whisper"),
         f"The `WhisperForConditionalGeneration` architecture with {parameters / 1e6:.1f} M parameters "
         f"(d_model {config['d_model']}, {config['encoder_layers']}+{config['decoder_layers']} layers, "
         f"{config['encoder_attention_heads']} heads, FFN {config['encoder_ffn_dim']}, {config['vocab_size']} "
@@ -60,8 +59,7 @@ def speecht5_card(directory: Path, facts: dict) -> str:
     options = training["options"]
     parameters = count_safetensors_parameters(directory)
     lines = [
-        "---", "library_name: transformers", "pipeline_tag: text-to-speech", "language: [en]",
-        "tags: [speechpeft, speecht5]", "---", "", "# speechpeft/tiny-speecht5", "",
+        *_front_matter("text-to-speech", "speecht5", "speechpeft/tiny-speecht5"),
         f"The `SpeechT5ForTextToSpeech` architecture with {parameters / 1e6:.1f} M parameters (hidden "
         f"{config['hidden_size']}, {config['encoder_layers']}+{config['decoder_layers']} layers, reduction factor "
         f"{config['reduction_factor']}, character input), trained from scratch by speechpeft on one synthetic voice "
@@ -88,6 +86,11 @@ def speecht5_card(directory: Path, facts: dict) -> str:
     ]  # fmt: skip
     lines += [f"- `{e['text']}` → `{e['heard'][:200]}`" for e in measured["examples"]]
     return "\n".join(lines) + "\n"
+
+
+def _front_matter(pipeline_tag: str, family: str, title: str) -> list[str]:
+    return ["---", "library_name: transformers", f"pipeline_tag: {pipeline_tag}", "language: [en]",
+            f"tags: [speechpeft, {family}]", "---", "", f"# {title}", ""]  # fmt: skip
 
 
 def _tts_row(label: str, cer: float, mos: dict) -> str:

@@ -6,15 +6,18 @@ A recipe supplies its modules, a loss function of the step, a learning-rate sche
 
 from __future__ import annotations
 
+import math
+import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from speechpeft.backbones.pretrain.curves import CurveLog
+from speechpeft.backbones.pretrain.options import PretrainOptions
 from speechpeft.backbones.pretrain.state import load_state, save_state
 
 LOG_EVERY = 10  # steps
@@ -81,3 +84,29 @@ def _step(recipe: Recipe, optimizer: torch.optim.Optimizer, params: list, step: 
         "grad_norm": norm.item(),
         "lr": optimizer.param_groups[0]["lr"],
     }
+
+
+def warmup_cosine(options: PretrainOptions, step: int) -> float:
+    """Linear warm-up to `options.lr`, then cosine decay to a tenth of it at `options.steps`."""
+    if step < options.warmup:
+        return options.lr * (step + 1) / options.warmup
+    progress = min(1.0, (step - options.warmup) / max(1, options.steps - options.warmup))
+    return options.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def options_record(options: PretrainOptions) -> dict:
+    """The options as JSON-ready values, stored with every checkpoint and read by the model card."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}
+
+
+def export_half(model, processor, directory: Path) -> None:
+    """Save a float16 copy of `model` (the training copy stays fp32) with its processor, atomically."""
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    half = type(model)(model.config)
+    half.load_state_dict(model.state_dict())
+    half.generation_config = model.generation_config
+    half.to(torch.float16).save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    shutil.rmtree(directory, ignore_errors=True)
+    tmp.replace(directory)

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import io
 import json
-import math
-import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -23,7 +21,7 @@ import torch
 import transformers
 from tqdm.auto import tqdm
 
-from speechpeft.backbones.pretrain.loop import Recipe, train
+from speechpeft.backbones.pretrain.loop import Recipe, export_half, options_record, train, warmup_cosine
 from speechpeft.backbones.pretrain.options import SpeechT5PretrainOptions
 
 SPEAKER_EMBEDDING_DIM = 16
@@ -125,13 +123,6 @@ def make_batch(processor, mels: MelSet, indices: np.ndarray, reduction: int) -> 
             "speaker_embeddings": speakers}  # fmt: skip
 
 
-def learning_rate(options: SpeechT5PretrainOptions, step: int) -> float:
-    if step < options.warmup:
-        return options.lr * (step + 1) / options.warmup
-    progress = min(1.0, (step - options.warmup) / max(1, options.steps - options.warmup))
-    return options.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 def evaluate(model, processor, test: MelSet, options: SpeechT5PretrainOptions) -> dict[str, float]:
     """Teacher-forced mel L1 on held-out sentences (the score), and free-running length ratio."""
     model.eval()
@@ -147,17 +138,6 @@ def evaluate(model, processor, test: MelSet, options: SpeechT5PretrainOptions) -
             speech = model.generate_speech(ids, torch.zeros(1, SPEAKER_EMBEDDING_DIM), maxlenratio=15.0)
             ratios.append(len(speech) / len(test.mel(i)))
     return {"mel_l1": l1, "length_ratio": float(np.mean(ratios))}
-
-
-def export(model, processor, directory: Path) -> None:
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    half = transformers.SpeechT5ForTextToSpeech(model.config)
-    half.load_state_dict(model.state_dict())
-    half.to(torch.float16).save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    shutil.rmtree(directory, ignore_errors=True)
-    tmp.replace(directory)
 
 
 def pretrain_speecht5(options: SpeechT5PretrainOptions) -> dict:
@@ -176,9 +156,8 @@ def pretrain_speecht5(options: SpeechT5PretrainOptions) -> dict:
 
     recipe = Recipe(
         name="tiny-speecht5", modules={"model": model}, losses=step_losses,
-        learning_rate=lambda step: learning_rate(options, step), score="mel_l1",
+        learning_rate=lambda step: warmup_cosine(options, step), score="mel_l1",
         evaluate=lambda: evaluate(model, processor, test_mels, options),
-        export=lambda: export(model, processor, options.out / "model"),
-        options={k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
+        export=lambda: export_half(model, processor, options.out / "model"), options=options_record(options),
     )  # fmt: skip
     return train(recipe, options.out, options.steps, options.eval_every, options.precision == "bf16")

@@ -12,10 +12,7 @@ Everything resumes from the last checkpoint: same options, same batches, same re
 
 from __future__ import annotations
 
-import math
-import shutil
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import datasets
 import jiwer
@@ -25,7 +22,7 @@ import transformers
 
 from speechpeft.backbones.pretrain import tokenizer as tok
 from speechpeft.backbones.pretrain.features import FeatureSet, build_features
-from speechpeft.backbones.pretrain.loop import Recipe, train
+from speechpeft.backbones.pretrain.loop import Recipe, export_half, options_record, train, warmup_cosine
 from speechpeft.backbones.pretrain.options import WhisperPretrainOptions
 
 SAMPLE_RATE = 16_000  # Hz
@@ -89,14 +86,6 @@ def prepare(options: WhisperPretrainOptions) -> Prepared:
         rows = rows.shuffle(seed=options.seed).select(range(min(options.eval_utterances, len(rows))))
         evals[group] = build_features(rows, extractor, data / f"test-{group}.npy", f"test features ({group})")
     return Prepared(tokenizer, extractor, train, evals)
-
-
-def learning_rate(options: WhisperPretrainOptions, step: int) -> float:
-    """Linear warm-up, then cosine decay to a tenth of the peak."""
-    if step < options.warmup:
-        return options.lr * (step + 1) / options.warmup
-    progress = min(1.0, (step - options.warmup) / max(1, options.steps - options.warmup))
-    return options.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def batch_indices(options: WhisperPretrainOptions, durations: np.ndarray, step: int) -> np.ndarray:
@@ -185,27 +174,13 @@ def pretrain_whisper(options: WhisperPretrainOptions) -> dict:
 
     recipe = Recipe(
         name="tiny-whisper", modules={"model": model, "ctc_head": ctc_head}, losses=step_losses,
-        learning_rate=lambda step: learning_rate(options, step), score="wer_pretrain",
+        learning_rate=lambda step: warmup_cosine(options, step), score="wer_pretrain",
         evaluate=lambda: evaluate(model, prepared, options.precision),
-        export=lambda: export(model, prepared, options.out / "model"), options=_jsonable(options),
+        export=lambda: export_half(model, whisper_processor(prepared), options.out / "model"),
+        options=options_record(options),
     )  # fmt: skip
     return train(recipe, options.out, options.steps, options.eval_every, options.precision == "bf16")
 
 
-def export(model, prepared: Prepared, directory: Path) -> None:
-    """A standard Whisper checkpoint (fp16 safetensors + processor), loadable by `load_frozen`."""
-    tmp = directory.with_name(directory.name + ".tmp")
-    half = transformers.WhisperForConditionalGeneration(model.config)
-    half.load_state_dict(model.state_dict())
-    half.generation_config = model.generation_config
-    half.to(torch.float16).save_pretrained(tmp)
-    transformers.WhisperProcessor(feature_extractor=prepared.extractor, tokenizer=prepared.tokenizer).save_pretrained(
-        tmp
-    )
-    if directory.exists():
-        shutil.rmtree(directory)
-    tmp.replace(directory)
-
-
-def _jsonable(options: WhisperPretrainOptions) -> dict:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}
+def whisper_processor(prepared: Prepared) -> transformers.WhisperProcessor:
+    return transformers.WhisperProcessor(feature_extractor=prepared.extractor, tokenizer=prepared.tokenizer)

@@ -10,6 +10,7 @@ import torch
 from speechpeft.backbones import builtin, load_frozen
 from speechpeft.backbones.pretrain import whisper as recipe
 from speechpeft.backbones.pretrain.card import ship_whisper
+from speechpeft.backbones.pretrain.loop import warmup_cosine
 from speechpeft.backbones.pretrain.state import load_state, save_state
 from speechpeft.tasks.corpus.build import build_corpus
 from speechpeft.tasks.corpus.options import SynthOptions
@@ -77,9 +78,10 @@ def test_batches_follow_the_curriculum_and_are_a_function_of_the_step():
 
 def test_learning_rate_warms_up_then_decays_to_a_tenth():
     options = recipe.WhisperPretrainOptions(corpus="c", out="o", steps=100, warmup=10, lr=1e-3)
-    assert recipe.learning_rate(options, 0) == pytest.approx(1e-4)
-    assert recipe.learning_rate(options, 9) == pytest.approx(1e-3)
-    assert recipe.learning_rate(options, 100) == pytest.approx(1e-4)
+    assert warmup_cosine(options, 0) == pytest.approx(1e-4)
+    assert warmup_cosine(options, 9) == pytest.approx(1e-3)
+    assert warmup_cosine(options, 55) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))  # half-way down the cosine
+    assert warmup_cosine(options, 100) == pytest.approx(1e-4)
 
 
 def test_training_state_round_trips_without_pickle(tmp_path):
