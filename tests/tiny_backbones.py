@@ -6,45 +6,30 @@ exactly as a Hub repository would hold it, at a size that loads in milliseconds.
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
-import sentencepiece
 import torch
 import transformers as tf
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from speechpeft.backbones.pretrain.speecht5 import char_tokenizer
+from speechpeft.backbones.pretrain.tokenizer import ENDOFTEXT, STARTOFTRANSCRIPT, train_whisper_tokenizer
 
 TEXTS = ["turn on the kitchen lights", "what is the weather like", "play some jazz music", "set an alarm", "yes", "no"]
-WHISPER_SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]
 NUM_LABELS = 3
 SMALL_TRANSFORMER = {"num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64, "hidden_size": 32}
 SMALL_CONV = {"conv_dim": (32, 32), "conv_stride": (5, 4), "conv_kernel": (10, 4)}
 
 
-def whisper_tokenizer() -> tf.PreTrainedTokenizerBase:
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=WHISPER_SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tokenizer.train_from_iterator(TEXTS, trainer)
-    eot = WHISPER_SPECIALS[0]
-    return tf.WhisperTokenizerFast(
-        tokenizer_object=tokenizer, bos_token=eot, eos_token=eot, unk_token=eot, pad_token=eot
-    )
-
-
 def save_tiny_whisper(directory: Path) -> Path:
     """Whisper with 1 s windows: 100 mel frames = 2 x max_source_positions."""
-    tokenizer = whisper_tokenizer()
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in WHISPER_SPECIALS}
+    tokenizer = train_whisper_tokenizer(TEXTS, vocab_size=300)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (ENDOFTEXT, STARTOFTRANSCRIPT)}
     config = tf.WhisperConfig(
         vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
         decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80, max_source_positions=50,
-        max_target_positions=32, pad_token_id=ids["<|endoftext|>"], bos_token_id=ids["<|endoftext|>"],
-        eos_token_id=ids["<|endoftext|>"], decoder_start_token_id=ids["<|startoftranscript|>"],
+        max_target_positions=32, pad_token_id=ids[ENDOFTEXT], bos_token_id=ids[ENDOFTEXT],
+        eos_token_id=ids[ENDOFTEXT], decoder_start_token_id=ids[STARTOFTRANSCRIPT],
         classifier_proj_size=16, num_labels=NUM_LABELS,
     )  # fmt: skip
     torch.manual_seed(0)
@@ -54,21 +39,10 @@ def save_tiny_whisper(directory: Path) -> Path:
     return directory
 
 
-def speecht5_tokenizer(directory: Path) -> tf.SpeechT5Tokenizer:
-    model = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(TEXTS), model_writer=model, vocab_size=30, model_type="char",
-        pad_id=1, bos_id=0, eos_id=2, unk_id=3,
-    )  # fmt: skip
-    path = directory / "spm_char.model"
-    path.write_bytes(model.getvalue())
-    return tf.SpeechT5Tokenizer(str(path))
-
-
 def save_tiny_speecht5(directory: Path, task: str = "tts") -> Path:
     """SpeechT5 for text-to-speech or, like microsoft/speecht5_asr, a separate checkpoint for speech-to-text."""
     directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = speecht5_tokenizer(directory)
+    tokenizer = char_tokenizer(TEXTS, directory)
     config = tf.SpeechT5Config(
         vocab_size=len(tokenizer), hidden_size=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
         decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, speech_decoder_prenet_units=32,
