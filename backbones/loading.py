@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +41,13 @@ class FrozenBackbone:
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
+    @property
+    def input_dtype(self) -> torch.dtype:
+        """The dtype float inputs must have: bf16 for bf16 weights, fp16 for int8 on CUDA, else fp32."""
+        if self.precision == "bf16":
+            return torch.bfloat16
+        return torch.float16 if self.precision == "int8" and self.device.type == "cuda" else torch.float32
+
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -66,13 +73,20 @@ def load_frozen(
     *,
     device: str | torch.device | None = None,
     cache_dir: str | os.PathLike | None = None,
+    labels: Sequence[str] | None = None,
 ) -> FrozenBackbone:
-    """Load a backbone for `task` at `precision` from a built-in name, a local directory or a Hub id; freeze it."""
+    """Load a backbone for `task` at `precision` from a built-in name, a local directory or a Hub id; freeze it.
+
+    `labels` sizes a classification head (and names its outputs): the head starts random and trains with the adapter.
+    """
     device = torch.device(device) if device is not None else default_device()
     resolved = resolve_precision(precision, device)
     source = resolve_source(str(name_or_path))
     hub_kwargs = _hub_kwargs(source, cache_dir)
     config = _load_config(source, hub_kwargs)
+    if labels is not None:
+        config.num_labels = len(labels)
+        config.id2label, config.label2id = dict(enumerate(labels)), {name: i for i, name in enumerate(labels)}
     spec = spec_for_model_type(config.model_type)
     task_model = spec.task(task)
     model_class = getattr(transformers, task_model.model_class)

@@ -6,12 +6,14 @@ import json
 import numpy as np
 import pytest
 import torch
+import transformers
 
 from speechpeft.backbones import builtin, load_frozen
 from speechpeft.backbones.pretrain import whisper as recipe
 from speechpeft.backbones.pretrain.card import ship_whisper
 from speechpeft.backbones.pretrain.loop import warmup_cosine
 from speechpeft.backbones.pretrain.state import load_state, save_state
+from speechpeft.backbones.pretrain.tokenizer import NOTIMESTAMPS, WHISPER_SPECIAL_TOKENS, train_whisper_tokenizer
 from speechpeft.tasks.corpus.build import build_corpus
 from speechpeft.tasks.corpus.options import SynthOptions
 
@@ -55,6 +57,24 @@ def test_pretrain_trains_exports_resumes_and_ships(corpus, tmp_path, monkeypatch
     assert "speechpeft backbones pretrain tiny-whisper --corpus data/pretrain-corpus" in card
     monkeypatch.setattr(builtin, "WEIGHTS_DIR", tmp_path / "weights")
     assert load_frozen("speechpeft/tiny-whisper", "asr", "fp32", device="cpu").source == str(shipped)
+
+
+def test_whisper_generate_decodes_like_plain_greedy_search():
+    """Whisper's generate takes ids above <|notimestamps|> for timestamps: the specials must come last."""
+    tokenizer = train_whisper_tokenizer(["turn on the lights", "what time is it", "play some music"], 300)
+    last = range(len(tokenizer) - len(WHISPER_SPECIAL_TOKENS), len(tokenizer))
+    assert [tokenizer.convert_tokens_to_ids(t) for t in WHISPER_SPECIAL_TOKENS] == list(last)
+    model, _ = recipe.build_model(recipe.WhisperPretrainOptions(corpus="c", out="o", **TINY), tokenizer)
+    features = torch.randn(3, 80, 400, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        whisper = model.eval().generate(input_features=features)
+        prompt = torch.tensor([[model.config.decoder_start_token_id, tokenizer.convert_tokens_to_ids(NOTIMESTAMPS)]])
+        plain = transformers.GenerationMixin.generate(
+            model, input_features=features, decoder_input_ids=prompt.repeat(3, 1)
+        )
+    assert tokenizer.batch_decode(whisper, skip_special_tokens=True) == tokenizer.batch_decode(
+        plain, skip_special_tokens=True
+    )
 
 
 def test_unshipped_builtin_says_how_to_make_it(tmp_path, monkeypatch):

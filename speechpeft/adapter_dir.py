@@ -1,0 +1,53 @@
+"""The adapter directory: PEFT's files plus `speechpeft.json`, the record of what the adapter is.
+
+    adapter_config.json        PEFT's config (or ours, for methods PEFT lacks)
+    adapter_model.safetensors  trainable weights only, task head included
+    speechpeft.json            backbone id + weight fingerprint, task, method, label map, metrics, data, versions
+
+Writes go to a temporary directory renamed into place, so a crash never leaves half an adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+RECORD = "speechpeft.json"
+VERSIONED = ("speechpeft", "torch", "transformers", "peft", "accelerate", "datasets", "bitsandbytes")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {**versions, "python": platform.python_version()}
+
+
+def save_adapter(model: torch.nn.Module, directory: Path, record: dict) -> None:
+    """PEFT's `save_pretrained` (trainable weights only) and the record, atomically."""
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    (tmp / RECORD).write_text(json.dumps({**record, "versions": package_versions()}, indent=1) + "\n")
+    old = directory.with_name(directory.name + ".old")
+    if directory.exists():
+        directory.replace(old)
+    tmp.replace(directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_record(directory: Path) -> dict:
+    path = Path(directory) / RECORD
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{directory} is not a speechpeft adapter (no {RECORD}); train one with `speechpeft train`"
+        )
+    return json.loads(path.read_text())

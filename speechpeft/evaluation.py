@@ -1,0 +1,73 @@
+"""Run a task over a dataset split with a model: metrics, and one record per utterance.
+
+Used by the training loop (validation) and by `speechpeft eval`, which also writes the records as
+JSONL and the metrics as a summary JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import datasets
+import torch
+from tqdm.auto import tqdm
+
+from speechpeft.tasks.base import Predictions, Task
+
+
+def batches(rows: datasets.Dataset, size: int):
+    for start in range(0, len(rows), size):
+        yield [rows[i] for i in range(start, min(start + size, len(rows)))]
+
+
+def evaluate_task(
+    task: Task, model: torch.nn.Module, rows: datasets.Dataset, batch_size: int = 16, progress: bool = False
+) -> tuple[dict[str, float], list[dict]]:
+    """Corpus metrics and per-utterance records of `model` on `rows` (eval mode, no gradients)."""
+    was_training = model.training
+    model.eval()
+    predictions: list[Predictions] = []
+    total = -(-len(rows) // batch_size)
+    with torch.no_grad():
+        for chunk in tqdm(batches(rows, batch_size), total=total, desc=f"eval {task.name}", disable=not progress):
+            predictions.append(task.predict(model, task.collate(chunk)))
+    model.train(was_training)
+    return task.score(predictions)
+
+
+def write_outputs(directory: Path, summary: dict, items: list[dict]) -> tuple[Path, Path]:
+    """`predictions.jsonl` (one record per utterance) and `summary.json` in `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    records = directory / "predictions.jsonl"
+    records.write_text("".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items))
+    summary_path = directory / "summary.json"
+    summary_path.write_text(json.dumps(summary, indent=1) + "\n")
+    return records, summary_path
+
+
+def load_trained(directory: Path, precision: str | None = None, device: str | None = None):
+    """(task, model) for an adapter directory: its backbone loaded frozen, the adapter on top, eval mode."""
+    import peft
+
+    from speechpeft.adapter_dir import read_record
+    from speechpeft.backbones import load_frozen
+    from speechpeft.backbones.fingerprint import local_weights_dir, weights_fingerprint
+    from speechpeft.tasks.catalog import TASKS
+
+    record = read_record(directory)
+    entry = TASKS.get(record["task"])
+    backbone = load_frozen(record["backbone"], entry.kind, precision or record["precision"], device=device,
+                           labels=record["labels"])  # fmt: skip
+    weights = local_weights_dir(backbone.source)
+    if (
+        record.get("backbone_fingerprint")
+        and weights
+        and weights_fingerprint(weights) != record["backbone_fingerprint"]
+    ):
+        raise ValueError(
+            f"adapter {directory} was trained on other weights of {record['backbone']!r} (fingerprint "
+            f"{record['backbone_fingerprint'][:19]}...): load it on the backbone it was trained on"
+        )
+    model = peft.PeftModel.from_pretrained(backbone.model, str(directory)).eval()
+    return entry.build(backbone, record["labels"]), model, record

@@ -1,0 +1,43 @@
+"""Options of `speechpeft train` (a light module: the CLI imports it for --help)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Train one adapter for one task on a frozen backbone."""
+
+    task: str = field(metadata=_help("asr, intent, keyword or speaker"))
+    out: Path = field(metadata=_help("adapter directory to write (the best checkpoint by validation score)"))
+    method: str = field(default="lora", metadata=_help("adapter method"))
+    backbone: str = field(default="speechpeft/tiny-whisper", metadata=_help("built-in name, directory or Hub id"))
+    dataset: str = field(default="data/corpus", metadata=_help("corpus directory, Hub-format folder or Hub id"))
+    split: str = field(default="adapt", metadata=_help("training split"))
+    validation_split: str | None = field(
+        default=None, metadata=_help("split for model selection (default: a held-out slice of --split)")
+    )
+    validation_fraction: float = field(default=0.1, metadata=_help("share of --split held out for validation"))
+    max_utterances: int | None = field(default=None, metadata=_help("use at most this many training utterances"))
+    precision: str = field(default="auto", metadata=_help("fp32, bf16, int8 or auto (bf16 on CUDA, else fp32)"))
+    steps: int = field(default=300, metadata=_help("optimisation steps"))
+    batch_size: int = field(default=8, metadata=_help("utterances per step"))
+    lr: float = field(default=1e-3, metadata=_help("peak learning rate (AdamW, linear decay)"))
+    rank: int = field(default=8, metadata=_help("LoRA rank"))
+    eval_every: int = field(default=50, metadata=_help("steps between validations (and best-checkpoint saves)"))
+    patience: int = field(default=4, metadata=_help("stop after this many validations without improvement"))
+    seed: int = field(default=0, metadata=_help("seed for initialisation, data order and the validation slice"))
+
+    def __post_init__(self) -> None:
+        if min(self.steps, self.batch_size, self.eval_every, self.patience, self.rank) < 1:
+            raise ValueError("--steps, --batch-size, --eval-every, --patience and --rank must be positive")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError("--validation-fraction must be between 0 and 1")
+        if self.precision not in ("fp32", "bf16", "int8", "auto"):
+            raise ValueError("--precision must be fp32, bf16, int8 or auto")

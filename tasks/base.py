@@ -1,0 +1,86 @@
+"""What a task is: the data it reads, how a batch is built, its loss, its predictions and its metrics.
+
+A task knows nothing of adapters and a backbone knows nothing of tasks (the s3prl split into upstream
+and downstream): the training loop and `speechpeft eval` only call the methods below.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import datasets
+import numpy as np
+import torch
+
+from speechpeft.backbones import FrozenBackbone
+from speechpeft.registry import Registry
+
+
+@dataclass
+class Predictions:
+    """Outputs of one batch: what the model said per item, the references, and the compute time it took."""
+
+    outputs: list[Any]
+    references: list[Any]
+    seconds: float
+    audio_seconds: float = 0.0
+    extras: list[dict] = field(default_factory=list)  # per-item fields for the JSONL (e.g. an audio path)
+
+
+class Task(Protocol):
+    name: str  # registry key: asr, tts, intent, keyword, speaker
+    kind: str  # the backbone task kind it loads: asr | tts | classify
+    roles: tuple[str, ...]  # dataset columns it reads (see tasks.data.ROLE_COLUMNS)
+
+    def usable(self, rows: datasets.Dataset) -> datasets.Dataset:
+        """The rows this task can train and score on (e.g. transcripts that fit the decoder)."""
+        ...
+
+    def collate(self, rows: list[dict]) -> dict[str, Any]: ...
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor: ...
+
+    def predict(self, model: torch.nn.Module, batch: dict[str, Any]) -> Predictions: ...
+
+    def score(self, predictions: list[Predictions]) -> tuple[dict[str, float], list[dict]]:
+        """Corpus metrics, and per-item records (reference, output, item scores) for the JSONL."""
+        ...
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """How to build a task for a loaded backbone; `labels` is the label map for classification tasks."""
+
+    kind: str
+    roles: tuple[str, ...]
+    build: Callable[[FrozenBackbone, list[str] | None], Task]
+    description: str
+    selection: tuple[str, str]  # (metric, "min" | "max") that picks the best checkpoint
+
+    def better(self, metrics: dict[str, float], best: dict[str, float] | None) -> bool:
+        name, goal = self.selection
+        if best is None:
+            return True
+        return metrics[name] < best[name] if goal == "min" else metrics[name] > best[name]
+
+
+TASKS: Registry[TaskEntry] = Registry("task")
+
+
+def decode_audio(rows: list[dict]) -> list[np.ndarray]:
+    """Mono float32 samples of each row's audio, at the rate the dataset's Audio feature was cast to."""
+    return [row["audio"].get_all_samples().data.mean(0).numpy() for row in rows]
+
+
+def timed(function: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.perf_counter()
+    result = function()
+    return result, time.perf_counter() - started
+
+
+def model_inputs(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """The tensors of a batch on `device` (other keys, such as references, are dropped)."""
+    return {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}

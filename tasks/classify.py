@@ -1,0 +1,72 @@
+"""Spoken classification: intent (templated commands), keyword spotting and speaker identification.
+
+The three differ only in the label column they read; the head (Whisper's pooled projector + classifier,
+or the SSL encoders' sequence-classification head) is sized by the label map, starts random and trains
+with the adapter. The label map is saved with the adapter, so predictions come back as names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import datasets
+import torch
+
+from speechpeft.backbones import FrozenBackbone
+from speechpeft.leaderboard.metrics import load_metric
+from speechpeft.tasks.base import TASKS, Predictions, TaskEntry, decode_audio, model_inputs, timed
+from speechpeft.tasks.features import acoustic_inputs
+
+
+class SpokenClassification:
+    kind = "classify"
+
+    def __init__(self, backbone: FrozenBackbone, name: str, labels: list[str]) -> None:
+        if not labels:
+            raise ValueError(f"task {name!r} needs a label map: the training split has no {name} labels")
+        self.backbone, self.name, self.roles, self.labels = backbone, name, ("audio", name), list(labels)
+        self.index = {label: i for i, label in enumerate(self.labels)}
+        self.extractor = getattr(backbone.processor, "feature_extractor", backbone.processor)
+
+    def usable(self, rows: datasets.Dataset) -> datasets.Dataset:
+        return rows
+
+    def collate(self, rows: list[dict]) -> dict[str, Any]:
+        names = [row[self.name] for row in rows]
+        unknown = sorted(set(names) - set(self.index))
+        if unknown:
+            raise ValueError(f"labels {unknown} are not in the adapter's label map ({', '.join(self.labels)})")
+        inputs = acoustic_inputs(self.extractor, decode_audio(rows), self.backbone.input_dtype)
+        return {**inputs, "labels": torch.tensor([self.index[n] for n in names]), "references": names}
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        return model(**model_inputs(batch, self.backbone.device)).loss
+
+    def predict(self, model: torch.nn.Module, batch: dict[str, Any]) -> Predictions:
+        inputs = model_inputs(batch, self.backbone.device)
+        inputs.pop("labels")
+        logits, seconds = timed(lambda: model(**inputs).logits)
+        probabilities = logits.float().softmax(-1)
+        best = probabilities.argmax(-1).tolist()
+        extras = [{"confidence": round(probabilities[i, b].item(), 4)} for i, b in enumerate(best)]
+        return Predictions([self.labels[b] for b in best], batch["references"], seconds, extras=extras)
+
+    def score(self, predictions: list[Predictions]) -> tuple[dict[str, float], list[dict]]:
+        outputs = [o for p in predictions for o in p.outputs]
+        references = [r for p in predictions for r in p.references]
+        extras = [e for p in predictions for e in p.extras]
+        metrics = load_metric("classification").compute(predictions=outputs, references=references)
+        items = [{"reference": r, "label": o, "correct": r == o, **e}
+                 for r, o, e in zip(references, outputs, extras, strict=True)]  # fmt: skip
+        return metrics, items
+
+
+def _register(name: str, what: str) -> None:
+    TASKS.register(name, TaskEntry("classify", ("audio", name),
+                                   lambda backbone, labels: SpokenClassification(backbone, name, labels or []),
+                                   f"{what}: accuracy, macro-F1", ("accuracy", "max")))  # fmt: skip
+
+
+_register("intent", "intent classification of spoken commands")
+_register("keyword", "keyword spotting")
+_register("speaker", "speaker identification")

@@ -1,0 +1,88 @@
+"""Speech datasets for every task: the synthetic corpus, a Hub-format folder of audio files, or a Hub id.
+
+A task names the roles it needs ("audio", "text", "label"); `select_columns` finds each role among the
+column names that common Hub datasets use (LibriSpeech `text`, Common Voice `sentence`, FLEURS
+`transcription`, ...), renames it to the role, and casts the audio to the backbone's sampling rate,
+so datasets' decoder resamples on the fly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import datasets
+
+# Candidate source columns for each role, first match wins.
+ROLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "audio": ("audio", "speech", "file"),
+    "text": ("text", "sentence", "transcription", "raw_transcription", "normalized_text", "transcript"),
+    "intent": ("intent", "intent_class", "label"),
+    "keyword": ("keyword", "label", "word"),
+    "speaker": ("voice", "speaker_id", "speaker", "client_id"),
+}
+
+
+class DatasetColumnError(ValueError):
+    """A dataset lacks a column a task needs; the message lists what was looked for."""
+
+
+def load_speech_dataset(source: str | os.PathLike) -> datasets.DatasetDict:
+    """A DatasetDict from a `save_to_disk` directory, a Hub-format folder (audio files + metadata) or a Hub id."""
+    path = Path(source)
+    if (path / "dataset_dict.json").exists():
+        return datasets.load_from_disk(str(path))
+    if path.is_dir():
+        return datasets.load_dataset(str(path))  # audiofolder / parquet layout, exactly as in a Hub repo
+    if path.exists() or str(source).startswith((".", "/", "~")):
+        raise FileNotFoundError(f"dataset {str(source)!r} is not a directory; pass a dataset folder or a Hub id")
+    return datasets.load_dataset(str(source))
+
+
+def pick_split(dataset: datasets.DatasetDict, split: str) -> datasets.Dataset:
+    if split not in dataset:
+        raise ValueError(f"split {split!r} not in the dataset; its splits: {', '.join(dataset)}")
+    return dataset[split]
+
+
+def find_column(columns: list[str], role: str) -> str:
+    for candidate in ROLE_COLUMNS[role]:
+        if candidate in columns:
+            return candidate
+    raise DatasetColumnError(
+        f"the dataset has no {role} column: looked for {', '.join(ROLE_COLUMNS[role])} among its columns "
+        f"({', '.join(columns)}); rename the right column to {role!r}"
+    )
+
+
+def select_columns(dataset: datasets.Dataset, roles: tuple[str, ...]) -> datasets.Dataset:
+    """Keep one column per role, named after the role."""
+    sources = {role: find_column(dataset.column_names, role) for role in roles}
+    dataset = dataset.select_columns(list(dict.fromkeys(sources.values())))
+    return dataset.rename_columns({source: role for role, source in sources.items() if source != role})
+
+
+def task_rows(dataset: datasets.Dataset, roles: tuple[str, ...]) -> datasets.Dataset:
+    """The rows a task can use: its columns only, and no row whose label or transcript is empty."""
+    rows = select_columns(dataset, roles)
+    others = [role for role in roles if role != "audio"]
+    return rows.filter(lambda *values: all(str(v).strip() for v in values), input_columns=others)
+
+
+def at_sample_rate(rows: datasets.Dataset, sample_rate: int) -> datasets.Dataset:
+    """Decode (and resample) the audio column at the backbone's rate, lazily, row by row."""
+    return rows.cast_column("audio", datasets.Audio(sampling_rate=sample_rate))
+
+
+def hold_out(rows: datasets.Dataset, fraction: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """(train, validation): a seeded random slice of `rows` for model selection, at least one row each."""
+    if len(rows) < 2:
+        raise ValueError(f"{len(rows)} usable rows: need at least 2 to hold out a validation slice")
+    size = min(len(rows) - 1, max(1, round(len(rows) * fraction)))
+    parts = rows.train_test_split(test_size=size, seed=seed)
+    return parts["train"], parts["test"]
+
+
+def label_names(rows: datasets.Dataset, role: str) -> list[str]:
+    """The sorted label set of a classification column (the label map saved with the adapter)."""
+    return sorted({str(v) for v in rows[role]})
