@@ -29,7 +29,36 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _add_backbones(groups.add_parser("backbones", help="list, inspect, pretrain and ship backbones"))
     _add_data(groups.add_parser("data", help="build datasets"))
+    _add_train(groups)
+    _add_eval(groups)
     return parser
+
+
+def _add_train(groups: argparse._SubParsersAction) -> None:
+    from speechpeft.train_options import TrainOptions
+
+    train = groups.add_parser(
+        "train",
+        help="train an adapter for one task on a frozen backbone",
+        description="Train one adapter (LoRA) for one task on a frozen backbone; validate every --eval-every "
+        "steps and keep the best adapter in --out (trainable weights, task head and speechpeft.json).",
+    )
+    add_options(train, TrainOptions)
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(command="train_adapter", options=lambda args: parse_options(train, args, TrainOptions))
+
+
+def _add_eval(groups: argparse._SubParsersAction) -> None:
+    from speechpeft.eval_options import EvalOptions
+
+    evaluate = groups.add_parser(
+        "eval",
+        help="score a trained adapter on a dataset split",
+        description="Load an adapter on its backbone, score it on a split, print the metrics and write "
+        "predictions.jsonl (one record per utterance) and summary.json.",
+    )
+    add_options(evaluate, EvalOptions)
+    evaluate.set_defaults(command="eval_adapter", options=lambda args: parse_options(evaluate, args, EvalOptions))
 
 
 def _add_backbones(parser: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ from speechpeft.tasks.corpus.build import build_corpus
 from speechpeft.tasks.corpus.options import SynthOptions
 from speechpeft.tasks.corpus.render import SynthesisError
 from speechpeft.tasks.corpus.text import MissingTextSourceError
+from speechpeft.tasks.data import DatasetColumnError
 
 # Errors that mean "the input is wrong": the CLI prints them as one line naming the fix, with no traceback.
 USER_ERRORS = (
@@ -22,6 +23,7 @@ USER_ERRORS = (
     BuiltinNotShippedError,
     MissingTextSourceError,
     SynthesisError,
+    DatasetColumnError,
     FileExistsError,
     FileNotFoundError,
     ValueError,
@@ -95,6 +97,27 @@ def backbones_pretrain(args: argparse.Namespace) -> dict:
     best = pretrain(args.options)
     print(f"best checkpoint: {args.options.out / 'model'} (step {best['step']})", file=sys.stderr)
     return best
+
+
+def train_adapter(args: argparse.Namespace) -> None:
+    from speechpeft.train import train
+
+    record = train(args.options, progress=not args.quiet)
+    if "best_step" not in record:
+        raise ValueError("no validation ran, so no adapter was saved: raise --steps or lower --eval-every")
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in record["validation"].items())
+    print(f"wrote {args.options.out} (best step {record['best_step']} of {record['steps_run']}: {scores})")
+
+
+def eval_adapter(args: argparse.Namespace) -> None:
+    from speechpeft.evaluation import evaluate_adapter
+
+    summary = evaluate_adapter(args.options)
+    print(f"{summary['task']} / {summary['method']} on {summary['dataset']} [{summary['split']}], "
+          f"{summary['utterances']} utterances:")  # fmt: skip
+    for name, value in summary["metrics"].items():
+        print(f"  {name:<18} {value:.4f}")
+    print(f"per-utterance outputs: {summary['predictions']}\nsummary: {summary['summary']}")
 
 
 def backbones_ship(args: argparse.Namespace) -> None:

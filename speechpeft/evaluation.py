@@ -15,6 +15,8 @@ from tqdm.auto import tqdm
 
 from speechpeft.tasks.base import Predictions, Task
 
+EVAL_SEED = 0
+
 
 def batches(rows: datasets.Dataset, size: int):
     for start in range(0, len(rows), size):
@@ -24,12 +26,17 @@ def batches(rows: datasets.Dataset, size: int):
 def evaluate_task(
     task: Task, model: torch.nn.Module, rows: datasets.Dataset, batch_size: int = 16, progress: bool = False
 ) -> tuple[dict[str, float], list[dict]]:
-    """Corpus metrics and per-utterance records of `model` on `rows` (eval mode, no gradients)."""
+    """Corpus metrics and per-utterance records of `model` on `rows` (eval mode, no gradients).
+
+    Seeded: SpeechT5's decoder prenet keeps its dropout at inference and Griffin-Lim starts from random
+    phases, so the same adapter on the same rows scores the same every time (training's RNG is untouched).
+    """
     was_training = model.training
     model.eval()
     predictions: list[Predictions] = []
     total = -(-len(rows) // batch_size)
-    with torch.no_grad():
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(EVAL_SEED)
         for chunk in tqdm(batches(rows, batch_size), total=total, desc=f"eval {task.name}", disable=not progress):
             predictions.append(task.predict(model, task.collate(chunk)))
     model.train(was_training)
@@ -71,3 +78,28 @@ def load_trained(directory: Path, precision: str | None = None, device: str | No
         )
     model = peft.PeftModel.from_pretrained(backbone.model, str(directory)).eval()
     return entry.build(backbone, record["labels"]), model, record
+
+
+def evaluate_adapter(options) -> dict:
+    """`speechpeft eval`: score an adapter on a split; write predictions.jsonl and summary.json."""
+    from speechpeft.tasks import data
+
+    task, model, record = load_trained(options.adapter, options.precision)
+    source = options.dataset or record["data"]["dataset"]
+    rows = data.task_rows(data.pick_split(data.load_speech_dataset(source), options.split), task.roles)
+    if options.max_utterances is not None:
+        rows = rows.select(range(min(options.max_utterances, len(rows))))
+    rows = task.usable(data.at_sample_rate(rows, task.backbone.spec.sample_rate))
+    metrics, items = evaluate_task(task, model, rows, options.batch_size, progress=True)
+    summary = {"adapter": str(options.adapter), "task": record["task"], "method": record["method"],
+               "backbone": record["backbone"], "dataset": source, "split": options.split, "utterances": len(rows),
+               "metrics": metrics, "normalizer": _normalizer(task)}  # fmt: skip
+    out = options.out or Path(options.adapter) / "eval" / options.split
+    records, summary_path = write_outputs(out, summary, items)
+    return {**summary, "predictions": str(records), "summary": str(summary_path)}
+
+
+def _normalizer(task) -> str | None:
+    from speechpeft.leaderboard.normalize import NORMALIZER
+
+    return NORMALIZER if task.kind == "asr" else None

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from itertools import count
 from pathlib import Path
 
+import datasets
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -48,13 +49,17 @@ def train(options: TrainOptions, progress: bool = True) -> dict:
     set_seed(options.seed)
     entry = TASKS.get(options.task)
     train_rows, validation_rows = prepare_rows(options, entry)
-    labels = data.label_names(train_rows, options.task) if entry.kind == "classify" else None
+    both = datasets.concatenate_datasets([train_rows, validation_rows])
+    labels = data.label_names(both, options.task) if entry.kind == "classify" else None
     backbone = load_frozen(options.backbone, entry.kind, options.precision, labels=labels)
     train_rows, validation_rows = (
         data.at_sample_rate(r, backbone.spec.sample_rate) for r in (train_rows, validation_rows)
     )
     task = entry.build(backbone, labels)
     train_rows, validation_rows = task.usable(train_rows), task.usable(validation_rows)
+    if not len(train_rows) or not len(validation_rows):
+        usable = f"{len(train_rows)} training and {len(validation_rows)} validation rows"
+        raise ValueError(f"{usable} are usable for task {options.task!r} in {options.dataset}: more data is needed")
     model = attach_lora(backbone, LoraOptions(rank=options.rank))
     accelerator = Accelerator(cpu=backbone.device.type == "cpu")
     loader = torch.utils.data.DataLoader(
@@ -76,7 +81,7 @@ def _loop(options, entry, task, model, optimizer, schedule, loader, validation_r
     batches = _forever(loader)
     with tqdm(total=options.steps, desc=f"train {options.task}/{options.method}", disable=not progress) as bar:
         for step in count(1):
-            model.train()
+            train_mode(model)
             loss = task.loss(model, next(batches))
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
@@ -99,6 +104,15 @@ def _loop(options, entry, task, model, optimizer, schedule, loader, validation_r
                 break
     record["steps_run"] = step
     return record
+
+
+def train_mode(model: torch.nn.Module) -> None:
+    """Train mode, except frozen batch norms: their running statistics are backbone state and must not move."""
+    model.train()
+    for module in model.modules():
+        frozen = not any(p.requires_grad for p in module.parameters())
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and frozen:
+            module.eval()
 
 
 def _forever(loader):

@@ -1,10 +1,16 @@
 """`speechpeft train` end to end on a tiny random Whisper and a tiny synthetic corpus: LoRA trains, the
 adapter directory holds only trainable weights plus its record, and it reloads to the same outputs."""
 
+import json
+
 import pytest
+import torch
 from safetensors.torch import load_file
 
-from speechpeft.adapter_dir import read_record
+from speechpeft import train as training
+from speechpeft.adapter_dir import read_record, save_adapter
+from speechpeft.backbones import load_frozen
+from speechpeft.cli import main
 from speechpeft.evaluation import evaluate_task, load_trained
 from speechpeft.tasks.catalog import TASKS
 from speechpeft.tasks.corpus.build import build_corpus
@@ -23,9 +29,13 @@ def corpus(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", ["asr", "intent"])
-def test_lora_training_writes_a_reloadable_adapter(task, corpus, tiny_backbone_dirs, tmp_path):
-    options = TrainOptions(task=task, out=tmp_path / "adapter", backbone=str(tiny_backbone_dirs["whisper"]),
+@pytest.mark.parametrize(("task", "family"), [("asr", "whisper"), ("intent", "whisper"), ("tts", "speecht5")])
+def test_lora_training_writes_a_reloadable_adapter(task, family, corpus, tiny_backbone_dirs, tmp_path, monkeypatch):
+    trained = {}
+    monkeypatch.setattr(
+        training, "save_adapter", lambda model, *a: trained.update(model=model) or save_adapter(model, *a)
+    )
+    options = TrainOptions(task=task, out=tmp_path / "adapter", backbone=str(tiny_backbone_dirs[family]),
                            dataset=str(corpus), steps=6, batch_size=4, eval_every=3, lr=5e-3)  # fmt: skip
     record = train(options, progress=False)
     files = {p.name for p in (tmp_path / "adapter").iterdir()} - {"README.md"}  # PEFT's card stub
@@ -37,6 +47,16 @@ def test_lora_training_writes_a_reloadable_adapter(task, corpus, tiny_backbone_d
     assert weights and all("lora_" in k or "modules_to_save" in k or "classifier" in k or "projector" in k
                            for k in weights)  # fmt: skip
     assert sum(w.numel() for w in weights.values()) == saved["trainable_parameters"]
+    fresh = load_frozen(options.backbone, saved["task_kind"], "fp32", device="cpu", labels=saved["labels"])
+    backbone_state = {
+        k.removeprefix("base_model.model.").replace(".base_layer", ""): v
+        for k, v in trained["model"].state_dict().items()
+        if "lora_" not in k and "modules_to_save" not in k
+    }
+    heads = TASKS.get(task).kind == "classify"  # the head is trainable: the wrapper keeps the original beside it
+    for name, value in fresh.model.state_dict().items():
+        if not (heads and name.split(".")[0] in ("projector", "classifier")):
+            assert torch.equal(backbone_state[name], value), name
     if task == "intent":
         assert saved["labels"] == sorted(saved["labels"]) and len(saved["labels"]) >= 2
 
@@ -49,3 +69,25 @@ def test_lora_training_writes_a_reloadable_adapter(task, corpus, tiny_backbone_d
         k: v for k, v in saved["validation"].items() if k not in timing
     }
     assert len(items) == saved["data"]["validation_utterances"]
+
+
+@pytest.mark.slow
+def test_eval_command_prints_metrics_and_writes_records(corpus, tiny_backbone_dirs, tmp_path, capsys):
+    adapter = tmp_path / "keyword-lora"
+    backbone = str(tiny_backbone_dirs["whisper"])
+    assert main(["train", "--task", "keyword", "--out", str(adapter), "--backbone", backbone, "--dataset", str(corpus),
+                 "--steps", "2", "--eval-every", "2", "--batch-size", "4", "--quiet"]) == 0  # fmt: skip
+    assert "wrote" in capsys.readouterr().out
+    assert main(["eval", "--adapter", str(adapter), "--split", "test"]) == 0
+    printed = capsys.readouterr().out
+    assert "keyword / lora on" in printed and "accuracy" in printed and "macro_f1" in printed
+    summary = json.loads((adapter / "eval" / "test" / "summary.json").read_text())
+    records = [json.loads(line) for line in (adapter / "eval" / "test" / "predictions.jsonl").read_text().splitlines()]
+    assert summary["utterances"] == len(records) > 0 and summary["split"] == "test"
+    assert summary["metrics"]["accuracy"] == pytest.approx(sum(r["correct"] for r in records) / len(records))
+    assert {"reference", "label", "correct", "confidence"} <= set(records[0])
+
+
+def test_eval_of_a_directory_that_is_not_an_adapter_fails_clearly(tmp_path, capsys):
+    assert main(["eval", "--adapter", str(tmp_path)]) == 2
+    assert "is not a speechpeft adapter" in capsys.readouterr().err

@@ -1,0 +1,29 @@
+"""Options of `speechpeft eval` (a light module: the CLI imports it for --help)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """Score a trained adapter on a dataset split."""
+
+    adapter: Path = field(metadata=_help("adapter directory written by `speechpeft train`"))
+    dataset: str | None = field(default=None, metadata=_help("dataset (default: the one the adapter trained on)"))
+    split: str = field(default="test", metadata=_help("split to score"))
+    out: Path | None = field(default=None, metadata=_help("where to write outputs (default: ADAPTER/eval/SPLIT)"))
+    batch_size: int = field(default=16, metadata=_help("utterances per batch"))
+    max_utterances: int | None = field(default=None, metadata=_help("score at most this many utterances"))
+    precision: str | None = field(default=None, metadata=_help("fp32, bf16 or int8 (default: as trained)"))
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or (self.max_utterances is not None and self.max_utterances < 1):
+            raise ValueError("--batch-size and --max-utterances must be positive")
+        if self.precision not in (None, "fp32", "bf16", "int8", "auto"):
+            raise ValueError("--precision must be fp32, bf16, int8 or auto")
