@@ -36,7 +36,8 @@ class SpeechRecognition:
 
     def usable(self, rows: datasets.Dataset) -> datasets.Dataset:
         """Transcripts longer than the decoder's positions cannot be targets: leave those rows out."""
-        longest = self.backbone.model.config.max_target_positions
+        config = self.backbone.model.config
+        longest = getattr(config, "max_target_positions", None) or config.max_text_positions
         kept = rows.filter(lambda text: len(self._target_ids(text)) <= longest, input_columns="text")
         if len(kept) < len(rows):
             logger.warning("left out %d of %d rows whose transcript exceeds the decoder's %d tokens",
@@ -99,5 +100,36 @@ def _english_prompt(model: torch.nn.Module) -> dict[str, str]:
     return {}
 
 
-TASKS.register("asr", TaskEntry("asr", SpeechRecognition.roles, lambda backbone, labels: SpeechRecognition(backbone),
+class CtcSpeechRecognition(SpeechRecognition):
+    """Encoder-only backbones (wav2vec2, HuBERT, WavLM) with a CTC head over the processor's characters."""
+
+    def __init__(self, backbone: FrozenBackbone) -> None:
+        self.backbone, self.generate_kwargs = backbone, {}
+        self.tokenizer = backbone.processor.tokenizer
+        self.extractor = backbone.processor.feature_extractor
+        # a summed CTC loss grows with utterance length and an impossible alignment is infinite: tame both
+        backbone.model.config.ctc_loss_reduction, backbone.model.config.ctc_zero_infinity = "mean", True
+
+    def usable(self, rows: datasets.Dataset) -> datasets.Dataset:
+        return rows
+
+    def _target_ids(self, text: str) -> list[int]:
+        return self.tokenizer(text).input_ids
+
+    def predict(self, model: torch.nn.Module, batch: dict[str, Any]) -> Predictions:
+        inputs = model_inputs(batch, self.backbone.device)
+        inputs.pop("labels")
+        logits, seconds = timed(lambda: model(**inputs).logits)
+        texts = [
+            t.strip() for t in self.tokenizer.batch_decode(logits.argmax(-1))
+        ]  # greedy CTC: collapse, drop blanks
+        return Predictions(texts, batch["references"], seconds, batch["audio_seconds"])
+
+
+def _build(backbone: FrozenBackbone, labels: list[str] | None) -> SpeechRecognition:
+    encoder_decoder = backbone.model.config.is_encoder_decoder
+    return SpeechRecognition(backbone) if encoder_decoder else CtcSpeechRecognition(backbone)
+
+
+TASKS.register("asr", TaskEntry("asr", SpeechRecognition.roles, _build,
                                 "speech recognition: WER, CER, real-time factor", ("wer", "min")))  # fmt: skip

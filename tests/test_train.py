@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from speechpeft import train as training
 from speechpeft.adapter_dir import read_record, save_adapter
-from speechpeft.backbones import load_frozen
+from speechpeft.backbones import BACKBONES, load_frozen
 from speechpeft.cli import main
 from speechpeft.evaluation import evaluate_task, load_trained
 from speechpeft.tasks.catalog import TASKS
@@ -29,7 +29,10 @@ def corpus(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("task", "family"), [("asr", "whisper"), ("intent", "whisper"), ("tts", "speecht5")])
+@pytest.mark.parametrize(
+    ("task", "family"),
+    [("asr", "whisper"), ("asr", "wav2vec2"), ("intent", "whisper"), ("intent", "hubert"), ("tts", "speecht5")],
+)
 def test_lora_training_writes_a_reloadable_adapter(task, family, corpus, tiny_backbone_dirs, tmp_path, monkeypatch):
     trained = {}
     monkeypatch.setattr(
@@ -44,8 +47,8 @@ def test_lora_training_writes_a_reloadable_adapter(task, family, corpus, tiny_ba
     assert saved["task"] == task and saved["method"] == "lora" and saved["backbone_fingerprint"].startswith("sha256:")
     assert saved["best_step"] in (3, 6) and record["steps_run"] == 6
     weights = load_file(str(tmp_path / "adapter" / "adapter_model.safetensors"))
-    assert weights and all("lora_" in k or "modules_to_save" in k or "classifier" in k or "projector" in k
-                           for k in weights)  # fmt: skip
+    heads = BACKBONES.get(saved["family"]).task(saved["task_kind"]).head_modules
+    assert weights and all("lora_" in k or k.split(".")[2] in heads for k in weights)  # trainable parts only
     assert sum(w.numel() for w in weights.values()) == saved["trainable_parameters"]
     fresh = load_frozen(options.backbone, saved["task_kind"], "fp32", device="cpu", labels=saved["labels"])
     backbone_state = {
@@ -53,9 +56,8 @@ def test_lora_training_writes_a_reloadable_adapter(task, family, corpus, tiny_ba
         for k, v in trained["model"].state_dict().items()
         if "lora_" not in k and "modules_to_save" not in k
     }
-    heads = TASKS.get(task).kind == "classify"  # the head is trainable: the wrapper keeps the original beside it
     for name, value in fresh.model.state_dict().items():
-        if not (heads and name.split(".")[0] in ("projector", "classifier")):
+        if name.split(".")[0] not in heads:  # task heads train (PEFT keeps the original beside the trained copy)
             assert torch.equal(backbone_state[name], value), name
     if task == "intent":
         assert saved["labels"] == sorted(saved["labels"]) and len(saved["labels"]) >= 2
