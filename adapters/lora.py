@@ -7,32 +7,43 @@ wrapper passes `input_ids`, which Whisper does not take (FACTS.md).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pathlib import Path
 
 import peft
+import torch
 
+from speechpeft.adapters.base import AdapterMethod, AdapterOptions, register_method
 from speechpeft.backbones import FrozenBackbone
 
 
-@dataclass(frozen=True)
-class LoraOptions:
-    rank: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
-
-    def __post_init__(self) -> None:
-        if self.rank < 1 or self.alpha <= 0 or not 0 <= self.dropout < 1:
-            raise ValueError("LoRA needs rank >= 1, alpha > 0 and 0 <= dropout < 1")
+def heads(backbone: FrozenBackbone) -> list[str] | None:
+    return list(backbone.spec.task(backbone.task).head_modules) or None
 
 
-def attach_lora(backbone: FrozenBackbone, options: LoraOptions = LoraOptions()) -> peft.PeftModel:
-    """Wrap the frozen backbone with a trainable LoRA adapter named "default"."""
-    heads = list(backbone.spec.task(backbone.task).head_modules)
-    config = peft.LoraConfig(
-        r=options.rank, lora_alpha=options.alpha, lora_dropout=options.dropout,
-        target_modules=list(backbone.spec.target_modules["lora"]), modules_to_save=heads or None,
-    )  # fmt: skip
+def wrap(backbone: FrozenBackbone, config: peft.PeftConfig) -> peft.PeftModel:
+    """PEFT-wrap the backbone (int8 backbones are first prepared for k-bit training, as PEFT requires)."""
     model = backbone.model
     if backbone.precision == "int8":
         model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     return peft.get_peft_model(model, config)
+
+
+def attach_lora(backbone: FrozenBackbone, options: AdapterOptions) -> peft.PeftModel:
+    """Wrap the frozen backbone with a trainable LoRA adapter named "default"."""
+    config = peft.LoraConfig(
+        r=options.rank, lora_alpha=options.alpha, lora_dropout=options.dropout,
+        target_modules=list(backbone.spec.target_modules["lora"]), modules_to_save=heads(backbone),
+    )  # fmt: skip
+    return wrap(backbone, config)
+
+
+def save_peft(model: torch.nn.Module, directory: Path) -> None:
+    model.save_pretrained(str(directory), safe_serialization=True)
+
+
+def load_peft(backbone: FrozenBackbone, directory: Path) -> torch.nn.Module:
+    return peft.PeftModel.from_pretrained(backbone.model, str(directory)).eval()
+
+
+register_method(AdapterMethod("lora", "low-rank updates of the attention projections (PEFT)", attach_lora,
+                              save_peft, load_peft))  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import platform
 import shutil
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -31,11 +32,13 @@ def package_versions() -> dict[str, str]:
     return {**versions, "python": platform.python_version()}
 
 
-def save_adapter(model: torch.nn.Module, directory: Path, record: dict) -> None:
-    """PEFT's `save_pretrained` (trainable weights only) and the record, atomically."""
+def save_adapter(
+    model: torch.nn.Module, directory: Path, record: dict, save: Callable[[torch.nn.Module, Path], None]
+) -> None:
+    """The method's files (trainable weights only, through `save`) and the record, atomically."""
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp), safe_serialization=True)
+    save(model, tmp)
     (tmp / RECORD).write_text(json.dumps({**record, "versions": package_versions()}, indent=1) + "\n")
     old = directory.with_name(directory.name + ".old")
     if directory.exists():

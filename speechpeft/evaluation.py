@@ -55,9 +55,8 @@ def write_outputs(directory: Path, summary: dict, items: list[dict]) -> tuple[Pa
 
 def load_trained(directory: Path, precision: str | None = None, device: str | None = None):
     """(task, model) for an adapter directory: its backbone loaded frozen, the adapter on top, eval mode."""
-    import peft
-
     from speechpeft.adapter_dir import read_record
+    from speechpeft.adapters.catalog import METHODS
     from speechpeft.backbones import load_frozen
     from speechpeft.backbones.fingerprint import local_weights_dir, weights_fingerprint
     from speechpeft.tasks.catalog import TASKS
@@ -76,7 +75,7 @@ def load_trained(directory: Path, precision: str | None = None, device: str | No
             f"adapter {directory} was trained on other weights of {record['backbone']!r} (fingerprint "
             f"{record['backbone_fingerprint'][:19]}...): load it on the backbone it was trained on"
         )
-    model = peft.PeftModel.from_pretrained(backbone.model, str(directory)).eval()
+    model = METHODS.get(record["method"]).load(backbone, Path(directory))
     return entry.build(backbone, record["labels"]), model, record
 
 

@@ -8,9 +8,8 @@ an interrupted run keeps its best; training stops early after `patience` validat
 
 from __future__ import annotations
 
-import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from itertools import count
 from pathlib import Path
 
@@ -21,19 +20,33 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from speechpeft.adapter_dir import save_adapter
-from speechpeft.adapters.lora import LoraOptions, attach_lora
+from speechpeft.adapters.base import AdapterMethod, AdapterOptions, trainable_parameters
+from speechpeft.adapters.catalog import METHODS
 from speechpeft.backbones import FrozenBackbone, load_frozen
 from speechpeft.backbones.fingerprint import local_weights_dir, weights_fingerprint
 from speechpeft.evaluation import evaluate_task
 from speechpeft.tasks import data
-from speechpeft.tasks.catalog import TASKS, TaskEntry
+from speechpeft.tasks.catalog import TASKS, Task, TaskEntry
 from speechpeft.train_options import TrainOptions
 
-logger = logging.getLogger(__name__)
 MAX_GRAD_NORM = 1.0
 
 
-def prepare_rows(options: TrainOptions, entry: TaskEntry):
+@dataclass
+class Run:
+    """Everything one training run works with, built once by `prepare_run`."""
+
+    options: TrainOptions
+    entry: TaskEntry
+    method: AdapterMethod
+    task: Task
+    model: torch.nn.Module
+    train_rows: datasets.Dataset
+    validation_rows: datasets.Dataset
+    record: dict
+
+
+def prepare_rows(options: TrainOptions, entry: TaskEntry) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Training and validation rows with the task's columns (audio not yet decoded)."""
     dataset = data.load_speech_dataset(options.dataset)
     rows = data.task_rows(data.pick_split(dataset, options.split), entry.roles)
@@ -44,66 +57,82 @@ def prepare_rows(options: TrainOptions, entry: TaskEntry):
     return rows, data.task_rows(data.pick_split(dataset, options.validation_split), entry.roles)
 
 
-def train(options: TrainOptions, progress: bool = True) -> dict:
-    """Train, keep the best adapter in `options.out`, and return its record."""
-    set_seed(options.seed)
-    entry = TASKS.get(options.task)
+def prepare_run(options: TrainOptions) -> Run:
+    """Rows, the frozen backbone (its head sized by the label map), the task, and the method attached."""
+    entry, method = TASKS.get(options.task), METHODS.get(options.method)
     train_rows, validation_rows = prepare_rows(options, entry)
     both = datasets.concatenate_datasets([train_rows, validation_rows])
     labels = data.label_names(both, options.task) if entry.kind == "classify" else None
     backbone = load_frozen(options.backbone, entry.kind, options.precision, labels=labels)
-    train_rows, validation_rows = (
-        data.at_sample_rate(r, backbone.spec.sample_rate) for r in (train_rows, validation_rows)
-    )
     task = entry.build(backbone, labels)
-    train_rows, validation_rows = task.usable(train_rows), task.usable(validation_rows)
+    rate = backbone.spec.sample_rate
+    train_rows, validation_rows = (task.usable(data.at_sample_rate(r, rate)) for r in (train_rows, validation_rows))
     if not len(train_rows) or not len(validation_rows):
         usable = f"{len(train_rows)} training and {len(validation_rows)} validation rows"
         raise ValueError(f"{usable} are usable for task {options.task!r} in {options.dataset}: more data is needed")
-    model = attach_lora(backbone, LoraOptions(rank=options.rank))
-    accelerator = Accelerator(cpu=backbone.device.type == "cpu")
+    model = method.attach(backbone, AdapterOptions(rank=options.rank, steps=options.steps))
+    record = _record(options, backbone, labels, trainable_parameters(model), len(train_rows), len(validation_rows))
+    return Run(options, entry, method, task, model, train_rows, validation_rows, record)
+
+
+def train(options: TrainOptions, progress: bool = True) -> dict:
+    """Train, keep the best adapter in `options.out`, and return its record."""
+    set_seed(options.seed)
+    run = prepare_run(options)
+    accelerator = Accelerator(cpu=run.task.backbone.device.type == "cpu")
+    if run.record["trainable_parameters"] == 0:  # zero-shot: nothing to train, score and save as it is
+        _validate(run, accelerator, run.model, step=0, best=None, started=time.perf_counter())
+        run.record["steps_run"] = 0
+        return run.record
+    return _loop(run, accelerator, progress)
+
+
+def _loop(run: Run, accelerator: Accelerator, progress: bool) -> dict:
+    options = run.options
     loader = torch.utils.data.DataLoader(
-        train_rows, batch_size=options.batch_size, shuffle=True, collate_fn=task.collate,
+        run.train_rows, batch_size=options.batch_size, shuffle=True, collate_fn=run.task.collate,
         generator=torch.Generator().manual_seed(options.seed),
     )  # fmt: skip
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=options.lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW([p for p in run.model.parameters() if p.requires_grad], lr=options.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / options.steps)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    record = _record(options, backbone, labels, len(train_rows), len(validation_rows))
-    return _loop(
-        options, entry, task, model, optimizer, schedule, loader, validation_rows, accelerator, record, progress
-    )
-
-
-def _loop(options, entry, task, model, optimizer, schedule, loader, validation_rows, accelerator, record, progress):
-    best, stale, started = None, 0, time.perf_counter()
-    batches = _forever(loader)
+    model, optimizer, loader = accelerator.prepare(run.model, optimizer, loader)
+    best, stale, started, batches = None, 0, time.perf_counter(), _forever(loader)
     with tqdm(total=options.steps, desc=f"train {options.task}/{options.method}", disable=not progress) as bar:
         for step in count(1):
-            train_mode(model)
-            loss = task.loss(model, next(batches))
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
-            optimizer.step(), schedule.step(), optimizer.zero_grad(set_to_none=True)
-            bar.update(), bar.set_postfix(loss=f"{loss.item():.3f}")
-            if step % options.eval_every and step != options.steps:
-                continue
-            metrics, _ = evaluate_task(task, model, validation_rows, options.batch_size)
-            tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-            if entry.better(metrics, best):
-                best, stale = metrics, 0
-                record.update(
-                    best_step=step, validation=metrics, train_seconds=round(time.perf_counter() - started, 1)
-                )
-                if accelerator.is_main_process:
-                    save_adapter(accelerator.unwrap_model(model), options.out, record)
-            else:
-                stale += 1
+            loss = _step(run, accelerator, model, optimizer, next(batches), step)
+            schedule.step()
+            bar.update(), bar.set_postfix(loss=f"{loss:.3f}")
+            if step % options.eval_every == 0 or step == options.steps:
+                improved, best = _validate(run, accelerator, model, step, best, started)
+                stale = 0 if improved else stale + 1
             if step >= options.steps or stale >= options.patience:
                 break
-    record["steps_run"] = step
-    return record
+    run.record["steps_run"] = step
+    return run.record
+
+
+def _step(run: Run, accelerator: Accelerator, model, optimizer, batch: dict, step: int) -> float:
+    train_mode(model)
+    loss = run.task.loss(model, batch)
+    accelerator.backward(loss)
+    accelerator.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+    optimizer.step()
+    if run.method.after_step is not None:  # e.g. AdaLoRA: reads this step's gradients, so before zero_grad
+        run.method.after_step(accelerator.unwrap_model(model), step)
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def _validate(run: Run, accelerator, model, step: int, best: dict | None, started: float) -> tuple[bool, dict]:
+    """Score on the validation rows; save the adapter if it is the best so far."""
+    metrics, _ = evaluate_task(run.task, model, run.validation_rows, run.options.batch_size)
+    tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    if not run.entry.better(metrics, best):
+        return False, best
+    run.record.update(best_step=step, validation=metrics, train_seconds=round(time.perf_counter() - started, 1))
+    if accelerator.is_main_process:
+        save_adapter(accelerator.unwrap_model(model), run.options.out, run.record, run.method.save)
+    return True, metrics
 
 
 def train_mode(model: torch.nn.Module) -> None:
@@ -120,15 +149,14 @@ def _forever(loader):
         yield from loader
 
 
-def _record(options: TrainOptions, backbone: FrozenBackbone, labels, train_size: int, validation_size: int) -> dict:
+def _record(options: TrainOptions, backbone: FrozenBackbone, labels, trainable: int, train: int, valid: int) -> dict:
     weights = local_weights_dir(backbone.source)
-    trainable = sum(p.numel() for p in backbone.model.parameters() if p.requires_grad)
     return {
         "backbone": options.backbone, "backbone_source": backbone.source,
         "backbone_fingerprint": weights_fingerprint(weights) if weights else None,
         "family": backbone.spec.family, "task": options.task, "task_kind": backbone.task, "method": options.method,
         "labels": labels, "precision": backbone.precision, "trainable_parameters": trainable,
-        "data": {"dataset": str(options.dataset), "split": options.split, "train_utterances": train_size,
-                 "validation_split": options.validation_split, "validation_utterances": validation_size},
+        "data": {"dataset": str(options.dataset), "split": options.split, "train_utterances": train,
+                 "validation_split": options.validation_split, "validation_utterances": valid},
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
     }  # fmt: skip

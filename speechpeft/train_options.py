@@ -16,7 +16,9 @@ class TrainOptions:
 
     task: str = field(metadata=_help("asr, intent, keyword or speaker"))
     out: Path = field(metadata=_help("adapter directory to write (the best checkpoint by validation score)"))
-    method: str = field(default="lora", metadata=_help("adapter method"))
+    method: str = field(
+        default="lora", metadata=_help("adapter method: lora, adalora, frozen (baseline) or full (baseline)")
+    )
     backbone: str = field(default="speechpeft/tiny-whisper", metadata=_help("built-in name, directory or Hub id"))
     dataset: str = field(default="data/corpus", metadata=_help("corpus directory, Hub-format folder or Hub id"))
     split: str = field(default="adapt", metadata=_help("training split"))

@@ -36,7 +36,7 @@ def corpus(tmp_path_factory):
 def test_lora_training_writes_a_reloadable_adapter(task, family, corpus, tiny_backbone_dirs, tmp_path, monkeypatch):
     trained = {}
     monkeypatch.setattr(
-        training, "save_adapter", lambda model, *a: trained.update(model=model) or save_adapter(model, *a)
+        training, "save_adapter", lambda model, *args: trained.update(model=model) or save_adapter(model, *args)
     )
     options = TrainOptions(task=task, out=tmp_path / "adapter", backbone=str(tiny_backbone_dirs[family]),
                            dataset=str(corpus), steps=6, batch_size=4, eval_every=3, lr=5e-3)  # fmt: skip

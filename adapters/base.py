@@ -1,0 +1,75 @@
+"""The method registry: every way of adapting a frozen backbone to a task behind one small interface.
+
+A method attaches trainable modules to a loaded `FrozenBackbone` (returning the model to train), saves
+what it trained, loads it back onto a fresh backbone, and may hook each optimisation step (AdaLoRA's rank
+allocation). Adding a method is one module with one `register_method` call.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from speechpeft.backbones import FrozenBackbone
+from speechpeft.registry import Registry
+
+WEIGHTS_FILE, CONFIG_FILE = "adapter_model.safetensors", "adapter_config.json"
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    """Knobs shared by the methods; each method reads the ones it has."""
+
+    rank: int = 8  # LoRA rank; AdaLoRA's target average rank
+    alpha: int = 16  # LoRA scaling numerator
+    dropout: float = 0.05
+    steps: int = 300  # the training length (AdaLoRA schedules its rank budget over it)
+
+    def __post_init__(self) -> None:
+        if self.rank < 1 or self.alpha <= 0 or not 0 <= self.dropout < 1 or self.steps < 1:
+            raise ValueError("adapter options need rank >= 1, alpha > 0, 0 <= dropout < 1 and steps >= 1")
+
+
+@dataclass(frozen=True)
+class AdapterMethod:
+    name: str
+    description: str
+    attach: Callable[[FrozenBackbone, AdapterOptions], torch.nn.Module]
+    save: Callable[[torch.nn.Module, Path], None]
+    load: Callable[[FrozenBackbone, Path], torch.nn.Module]
+    after_step: Callable[[torch.nn.Module, int], None] | None = None  # after optimizer.step, before zero_grad
+
+
+METHODS: Registry[AdapterMethod] = Registry("adapter method")
+
+
+def register_method(method: AdapterMethod) -> AdapterMethod:
+    return METHODS.register(method.name, method)
+
+
+def trainable_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def save_trainable(model: torch.nn.Module, directory: Path, method: str) -> None:
+    """Our own adapter files, for methods PEFT lacks: the trainable tensors by name, and a config naming them."""
+    tensors = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(directory / WEIGHTS_FILE))
+    config = {"speechpeft_method": method, "tensors": sorted(tensors)}
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n")
+
+
+def load_trainable(model: torch.nn.Module, directory: Path) -> torch.nn.Module:
+    """Put `save_trainable`'s tensors back into `model` (same architecture); any name it lacks is an error."""
+    tensors = load_file(str(directory / WEIGHTS_FILE))
+    unexpected = model.load_state_dict(tensors, strict=False).unexpected_keys
+    if unexpected:
+        raise ValueError(f"{directory}: {len(unexpected)} saved tensors fit no parameter of the backbone, "
+                         f"e.g. {unexpected[0]}: was it trained on another architecture?")  # fmt: skip
+    return model.eval()

@@ -1,0 +1,89 @@
+"""Each adapter method on a tiny random Whisper: what trains, how much of it, and what it saves."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from speechpeft.adapters.base import AdapterOptions
+from speechpeft.adapters.catalog import METHODS
+from speechpeft.backbones import load_frozen
+from speechpeft.registry import UnknownNameError
+from speechpeft.tasks.corpus.build import build_corpus
+from speechpeft.tasks.corpus.options import SynthOptions
+from speechpeft.train import train
+from speechpeft.train_options import TrainOptions
+
+METHODS_OPTIONS = AdapterOptions(rank=4, steps=10)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("methods") / "corpus"
+    build_corpus(SynthOptions(out=out, utterances=60, seed=5, splits=("pretrain=0.1", "adapt=0.8", "test=0.1"),
+                              kinds=("sentence=0.2", "command=0.6", "keyword=0.2")), progress=False)  # fmt: skip
+    return out
+
+
+def options(tmp_path, backbone, corpus, **overrides) -> TrainOptions:
+    values = {"task": "asr", "out": tmp_path / "adapter", "backbone": str(backbone), "dataset": str(corpus),
+              "steps": 4, "eval_every": 4, "batch_size": 4, "lr": 5e-3, **overrides}  # fmt: skip
+    return TrainOptions(**values)
+
+
+def test_unknown_method_lists_the_valid_ones():
+    with pytest.raises(UnknownNameError, match="valid names: adalora, frozen, full, lora"):
+        METHODS.get("ia3")
+
+
+def test_lora_parameter_count_follows_the_formula(tiny_backbone_dirs):
+    backbone = load_frozen(tiny_backbone_dirs["whisper"], "asr", "fp32", device="cpu")
+    targets = [m for name, m in backbone.model.named_modules() if name.rsplit(".", 1)[-1] in ("q_proj", "v_proj")]
+    model = METHODS.get("lora").attach(backbone, METHODS_OPTIONS)
+    rank = METHODS_OPTIONS.rank
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == sum(
+        rank * (m.in_features + m.out_features) for m in targets
+    )
+
+
+@pytest.mark.slow
+def test_adalora_reallocates_ranks_while_training(tiny_backbone_dirs, corpus, tmp_path):
+    record = train(options(tmp_path, tiny_backbone_dirs["whisper"], corpus, method="adalora", steps=24,
+                           eval_every=24, rank=2), progress=False)  # fmt: skip
+    assert record["steps_run"] == 24
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    ranks = list(config["rank_pattern"].values())  # per matrix: which of its init_r singular values survive
+    assert config["init_r"] == 3 and all(len(mask) == 3 for mask in ranks)
+    kept = [sum(mask) for mask in ranks]
+    assert sum(kept) == config["target_r"] * len(ranks)  # the budget shrank to the target average rank ...
+    assert len(set(kept)) > 1  # ... unevenly: importance moved rank between matrices
+    weights = load_file(str(tmp_path / "adapter" / "adapter_model.safetensors"))
+    assert any(k.endswith("lora_E") for k in weights)
+
+
+@pytest.mark.slow
+def test_frozen_is_zero_shot_without_a_head_and_a_probe_with_one(tiny_backbone_dirs, corpus, tmp_path):
+    zero_shot = train(options(tmp_path, tiny_backbone_dirs["whisper"], corpus, method="frozen"), progress=False)
+    assert zero_shot["trainable_parameters"] == 0 and zero_shot["steps_run"] == 0 and "wer" in zero_shot["validation"]
+    probe = train(options(tmp_path / "probe", tiny_backbone_dirs["whisper"], corpus, task="keyword", method="frozen"),
+                  progress=False)  # fmt: skip
+    weights = load_file(str(tmp_path / "probe" / "adapter" / "adapter_model.safetensors"))
+    assert {k.split(".")[0] for k in weights} == {"projector", "classifier"}
+    assert sum(w.numel() for w in weights.values()) == probe["trainable_parameters"]
+
+
+@pytest.mark.slow
+def test_full_fine_tuning_trains_every_weight(tiny_backbone_dirs, corpus, tmp_path):
+    record = train(options(tmp_path, tiny_backbone_dirs["whisper"], corpus, method="full"), progress=False)
+    backbone = load_frozen(tiny_backbone_dirs["whisper"], "asr", "fp32", device="cpu")
+    assert record["trainable_parameters"] == backbone.num_parameters()
+    weights = load_file(str(tmp_path / "adapter" / "adapter_model.safetensors"))
+    before = dict(backbone.model.named_parameters())
+    assert any(not torch.equal(weights[name], before[name]) for name in weights)
+
+
+def test_full_fine_tuning_refuses_int8(tiny_backbone_dirs):
+    backbone = load_frozen(tiny_backbone_dirs["whisper"], "asr", "int8", device="cpu")
+    with pytest.raises(ValueError, match="cannot update int8 weights: use --precision fp32 or bf16"):
+        METHODS.get("full").attach(backbone, METHODS_OPTIONS)
