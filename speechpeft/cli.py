@@ -31,7 +31,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(groups.add_parser("data", help="build datasets"))
     _add_train(groups)
     _add_eval(groups)
+    _add_adapters(groups.add_parser("adapters", help="list, show and remove adapters in the local store"))
     return parser
+
+
+def _add_adapters(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(title="adapter store commands", metavar="COMMAND", required=True)
+    store_help = "adapter store directory (default: $SPEECHPEFT_ADAPTERS, else ~/.local/share/speechpeft/adapters)"
+    listing = sub.add_parser("list", help="the stored adapters: task, method, backbone, size, validation score")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    for name, what in (("show", "an adapter's full record"), ("rm", "delete an adapter from the store")):
+        command = sub.add_parser(name, help=what)
+        command.add_argument("name", metavar="NAME", help="adapter name, e.g. asr/lora-flite-awb")
+        command.set_defaults(command=f"adapters_{name}")
+    listing.set_defaults(command="adapters_list")
+    for command in sub.choices.values():
+        command.add_argument("--store", type=Path, default=None, help=store_help)
 
 
 def _add_train(groups: argparse._SubParsersAction) -> None:

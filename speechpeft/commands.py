@@ -55,10 +55,14 @@ def backbones_list(args: argparse.Namespace) -> list | None:
         return [spec_summary(spec) for spec in specs]
     rows = [("family", "tasks", "sample rate", "examples")]
     rows += [(s.family, ", ".join(s.tasks), f"{s.sample_rate} Hz", ", ".join(s.hub_examples[:2])) for s in specs]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    _print_table(rows)
     return None
+
+
+def _print_table(rows: list[tuple]) -> None:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 def backbones_info(args: argparse.Namespace) -> dict | None:
@@ -118,6 +122,35 @@ def eval_adapter(args: argparse.Namespace) -> None:
     for name, value in summary["metrics"].items():
         print(f"  {name:<18} {value:.4f}")
     print(f"per-utterance outputs: {summary['predictions']}\nsummary: {summary['summary']}")
+
+
+def adapters_list(args: argparse.Namespace) -> list | None:
+    from speechpeft.store import list_adapters, store_root
+
+    adapters = list_adapters(args.store)
+    if args.json:
+        return adapters
+    if not adapters:
+        print(f"no adapters in {store_root(args.store)}; train one with `speechpeft train --task T --name T/NAME`")
+        return None
+    rows = [("name", "task", "method", "backbone", "trainable", "size", "validation")]
+    rows += [(a["name"], a["task"], a["method"], a["backbone"], f"{a['trainable_parameters']:,}",
+              f"{a['size_bytes'] / 1e6:.2f} MB", ", ".join(f"{k} {v:.3f}" for k, v in a["validation"].items()))
+             for a in adapters]  # fmt: skip
+    _print_table(rows)
+    return None
+
+
+def adapters_show(args: argparse.Namespace) -> dict:
+    from speechpeft.store import show_adapter
+
+    return show_adapter(args.name, args.store)
+
+
+def adapters_rm(args: argparse.Namespace) -> None:
+    from speechpeft.store import remove_adapter
+
+    print(f"removed {remove_adapter(args.name, args.store)}")
 
 
 def backbones_ship(args: argparse.Namespace) -> None:

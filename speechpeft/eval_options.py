@@ -14,7 +14,8 @@ def _help(text: str) -> dict:
 class EvalOptions:
     """Score a trained adapter on a dataset split."""
 
-    adapter: Path = field(metadata=_help("adapter directory written by `speechpeft train`"))
+    adapter: str = field(metadata=_help("adapter directory written by `speechpeft train`, or a store name"))
+    store: Path | None = field(default=None, metadata=_help("adapter store (default: $SPEECHPEFT_ADAPTERS)"))
     dataset: str | None = field(default=None, metadata=_help("dataset (default: the one the adapter trained on)"))
     split: str = field(default="test", metadata=_help("split to score"))
     out: Path | None = field(default=None, metadata=_help("where to write outputs (default: ADAPTER/eval/SPLIT)"))

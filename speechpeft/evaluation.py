@@ -81,19 +81,21 @@ def load_trained(directory: Path, precision: str | None = None, device: str | No
 
 def evaluate_adapter(options) -> dict:
     """`speechpeft eval`: score an adapter on a split; write predictions.jsonl and summary.json."""
+    from speechpeft.store import resolve_adapter
     from speechpeft.tasks import data
 
-    task, model, record = load_trained(options.adapter, options.precision)
+    adapter = resolve_adapter(options.adapter, options.store)
+    task, model, record = load_trained(adapter, options.precision)
     source = options.dataset or record["data"]["dataset"]
     rows = data.task_rows(data.pick_split(data.load_speech_dataset(source), options.split), task.roles)
     if options.max_utterances is not None:
         rows = rows.select(range(min(options.max_utterances, len(rows))))
     rows = task.usable(data.at_sample_rate(rows, task.backbone.spec.sample_rate))
     metrics, items = evaluate_task(task, model, rows, options.batch_size, progress=True)
-    summary = {"adapter": str(options.adapter), "task": record["task"], "method": record["method"],
+    summary = {"adapter": str(adapter), "task": record["task"], "method": record["method"],
                "backbone": record["backbone"], "dataset": source, "split": options.split, "utterances": len(rows),
                "metrics": metrics, "normalizer": _normalizer(task)}  # fmt: skip
-    out = options.out or Path(options.adapter) / "eval" / options.split
+    out = options.out or adapter / "eval" / options.split
     records, summary_path = write_outputs(out, summary, items)
     return {**summary, "predictions": str(records), "summary": str(summary_path)}
 

@@ -14,8 +14,12 @@ def _help(text: str) -> dict:
 class TrainOptions:
     """Train one adapter for one task on a frozen backbone."""
 
-    task: str = field(metadata=_help("asr, intent, keyword or speaker"))
-    out: Path = field(metadata=_help("adapter directory to write (the best checkpoint by validation score)"))
+    task: str = field(metadata=_help("asr, tts, intent, keyword or speaker"))
+    out: Path | None = field(default=None, metadata=_help("adapter directory to write (the best by validation)"))
+    name: str | None = field(
+        default=None, metadata=_help("or: a name in the adapter store (e.g. asr/lora-flite-awb) instead of --out")
+    )
+    store: Path | None = field(default=None, metadata=_help("adapter store (default: $SPEECHPEFT_ADAPTERS)"))
     method: str = field(
         default="lora", metadata=_help("adapter method: lora, adalora, frozen (baseline) or full (baseline)")
     )
@@ -37,6 +41,12 @@ class TrainOptions:
     seed: int = field(default=0, metadata=_help("seed for initialisation, data order and the validation slice"))
 
     def __post_init__(self) -> None:
+        if (self.out is None) == (self.name is None):
+            raise ValueError("give the adapter either a directory (--out DIR) or a store name (--name TASK/NAME)")
+        if self.name is not None:
+            from speechpeft.store import adapter_path
+
+            object.__setattr__(self, "out", adapter_path(self.name, self.store))
         if min(self.steps, self.batch_size, self.eval_every, self.patience, self.rank) < 1:
             raise ValueError("--steps, --batch-size, --eval-every, --patience and --rank must be positive")
         if not 0 < self.validation_fraction < 1:

@@ -75,12 +75,13 @@ def test_lora_training_writes_a_reloadable_adapter(task, family, corpus, tiny_ba
 
 @pytest.mark.slow
 def test_eval_command_prints_metrics_and_writes_records(corpus, tiny_backbone_dirs, tmp_path, capsys):
-    adapter = tmp_path / "keyword-lora"
-    backbone = str(tiny_backbone_dirs["whisper"])
-    assert main(["train", "--task", "keyword", "--out", str(adapter), "--backbone", backbone, "--dataset", str(corpus),
-                 "--steps", "2", "--eval-every", "2", "--batch-size", "4", "--quiet"]) == 0  # fmt: skip
+    store, backbone = str(tmp_path / "store"), str(tiny_backbone_dirs["whisper"])
+    flags = ["--steps", "2", "--eval-every", "2", "--batch-size", "4", "--quiet"]
+    assert main(["train", "--task", "keyword", "--name", "keyword/lora", "--store", store, "--backbone", backbone,
+                 "--dataset", str(corpus), *flags]) == 0  # fmt: skip
     assert "wrote" in capsys.readouterr().out
-    assert main(["eval", "--adapter", str(adapter), "--split", "test"]) == 0
+    adapter = tmp_path / "store" / "keyword" / "lora"
+    assert main(["eval", "--adapter", "keyword/lora", "--store", store, "--split", "test"]) == 0
     printed = capsys.readouterr().out
     assert "keyword / lora on" in printed and "accuracy" in printed and "macro_f1" in printed
     summary = json.loads((adapter / "eval" / "test" / "summary.json").read_text())
@@ -92,4 +93,4 @@ def test_eval_command_prints_metrics_and_writes_records(corpus, tiny_backbone_di
 
 def test_eval_of_a_directory_that_is_not_an_adapter_fails_clearly(tmp_path, capsys):
     assert main(["eval", "--adapter", str(tmp_path)]) == 2
-    assert "is not a speechpeft adapter" in capsys.readouterr().err
+    assert "is neither an adapter directory" in capsys.readouterr().err
