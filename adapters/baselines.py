@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
+import peft
 import torch
 
 from speechpeft.adapters.base import AdapterMethod, AdapterOptions, load_trainable, register_method, save_trainable
@@ -18,9 +19,12 @@ from speechpeft.backbones import FrozenBackbone
 
 def attach_frozen(backbone: FrozenBackbone, options: AdapterOptions) -> torch.nn.Module:
     head_names = backbone.spec.task(backbone.task).head_modules
-    for name, param in backbone.model.named_parameters():
+    model = backbone.model
+    if backbone.precision == "int8":  # casts the unquantised layers (the head among them) to fp32 for AdamW
+        model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    for name, param in model.named_parameters():
         param.requires_grad_(name.split(".")[0] in head_names)
-    return backbone.model
+    return model
 
 
 def attach_full(backbone: FrozenBackbone, options: AdapterOptions) -> torch.nn.Module:

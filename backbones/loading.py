@@ -43,10 +43,12 @@ class FrozenBackbone:
 
     @property
     def input_dtype(self) -> torch.dtype:
-        """The dtype float inputs must have: bf16 for bf16 weights, fp16 for int8 on CUDA, else fp32."""
-        if self.precision == "bf16":
-            return torch.bfloat16
-        return torch.float16 if self.precision == "int8" and self.device.type == "cuda" else torch.float32
+        """The dtype float inputs must have: that of the model's first float weights (its audio front-end).
+
+        Read from the model rather than the precision: preparing an int8 model for training casts its
+        unquantised layers to fp32.
+        """
+        return next(p.dtype for p in self.model.parameters() if p.is_floating_point())
 
 
 def default_device() -> torch.device:
@@ -93,6 +95,7 @@ def load_frozen(
     with _quiet_transformers():  # we report newly initialised weights ourselves, below
         model, info = model_class.from_pretrained(
             source, config=config, use_safetensors=True, output_loading_info=True,
+            ignore_mismatched_sizes=labels is not None,  # a checkpoint's own classifier may have other labels
             **hub_kwargs, **_precision_kwargs(resolved, device, spec, task_model),
         )  # fmt: skip
     _warn_random_weights(source, task_model, info.get("missing_keys", ()))

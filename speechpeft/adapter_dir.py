@@ -36,11 +36,13 @@ def save_adapter(
     model: torch.nn.Module, directory: Path, record: dict, save: Callable[[torch.nn.Module, Path], None]
 ) -> None:
     """The method's files (trainable weights only, through `save`) and the record, atomically."""
+    directory = directory.resolve()
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     save(model, tmp)
     (tmp / RECORD).write_text(json.dumps({**record, "versions": package_versions()}, indent=1) + "\n")
     old = directory.with_name(directory.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)  # left by a crash between the two renames
     if directory.exists():
         directory.replace(old)
     tmp.replace(directory)

@@ -35,7 +35,7 @@ def evaluate_task(
     model.eval()
     predictions: list[Predictions] = []
     total = -(-len(rows) // batch_size)
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+    with torch.no_grad(), torch.random.fork_rng(devices=range(torch.cuda.device_count())):
         torch.manual_seed(EVAL_SEED)
         for chunk in tqdm(batches(rows, batch_size), total=total, desc=f"eval {task.name}", disable=not progress):
             predictions.append(task.predict(model, task.collate(chunk)))

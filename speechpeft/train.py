@@ -125,7 +125,8 @@ def _step(run: Run, accelerator: Accelerator, model, optimizer, batch: dict, ste
 
 def _validate(run: Run, accelerator, model, step: int, best: dict | None, started: float) -> tuple[bool, dict]:
     """Score on the validation rows; save the adapter if it is the best so far."""
-    metrics, _ = evaluate_task(run.task, model, run.validation_rows, run.options.batch_size)
+    # every process scores the same rows with the same seed, so all of them take the same decisions
+    metrics, _ = evaluate_task(run.task, accelerator.unwrap_model(model), run.validation_rows, run.options.batch_size)
     tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     if not run.entry.better(metrics, best):
         return False, best

@@ -47,9 +47,19 @@ class TrainOptions:
             from speechpeft.store import adapter_path
 
             object.__setattr__(self, "out", adapter_path(self.name, self.store))
+        _check_destination(self.out, self.validation_split == self.split)
         if min(self.steps, self.batch_size, self.eval_every, self.patience, self.rank) < 1:
             raise ValueError("--steps, --batch-size, --eval-every, --patience and --rank must be positive")
         if not 0 < self.validation_fraction < 1:
             raise ValueError("--validation-fraction must be between 0 and 1")
         if self.precision not in ("fp32", "bf16", "int8", "auto"):
             raise ValueError("--precision must be fp32, bf16, int8 or auto")
+
+
+def _check_destination(out: Path, validating_on_training_rows: bool) -> None:
+    """Refuse to overwrite a directory that is not an adapter, and validation on the training rows."""
+    if out.exists() and any(out.iterdir()) and not (out / "speechpeft.json").exists():
+        raise ValueError(f"--out {out} exists and is not an adapter directory: choose a new or empty directory")
+    if validating_on_training_rows:
+        raise ValueError("--validation-split is the training split: pick another split, or leave it out to hold "
+                         "out a slice of the training split")  # fmt: skip

@@ -120,9 +120,11 @@ class CtcSpeechRecognition(SpeechRecognition):
         inputs = model_inputs(batch, self.backbone.device)
         inputs.pop("labels")
         logits, seconds = timed(lambda: model(**inputs).logits)
-        texts = [
-            t.strip() for t in self.tokenizer.batch_decode(logits.argmax(-1))
-        ]  # greedy CTC: collapse, drop blanks
+        best = logits.argmax(-1).cpu()
+        if "attention_mask" in inputs:  # frames past a clip's end were never trained: cut them before decoding
+            lengths = self.backbone.model._get_feat_extract_output_lengths(inputs["attention_mask"].sum(-1)).tolist()
+            best = [row[:length] for row, length in zip(best, lengths, strict=True)]
+        texts = [t.strip() for t in self.tokenizer.batch_decode(best)]  # greedy CTC: collapse repeats, drop blanks
         return Predictions(texts, batch["references"], seconds, batch["audio_seconds"])
 
 

@@ -76,8 +76,11 @@ def decode_audio(rows: list[dict]) -> list[np.ndarray]:
 
 
 def timed(function: Callable[[], Any]) -> tuple[Any, float]:
+    """`function()` and its wall time; CUDA work is waited for, or only its launch would be timed."""
     started = time.perf_counter()
     result = function()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return result, time.perf_counter() - started
 
 

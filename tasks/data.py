@@ -66,7 +66,7 @@ def task_rows(dataset: datasets.Dataset, roles: tuple[str, ...]) -> datasets.Dat
     """The rows a task can use: its columns only, and no row whose label or transcript is empty."""
     rows = select_columns(dataset, roles)
     others = [role for role in roles if role != "audio"]
-    return rows.filter(lambda *values: all(str(v).strip() for v in values), input_columns=others)
+    return rows.filter(lambda *values: all(v is not None and str(v).strip() for v in values), input_columns=others)
 
 
 def at_sample_rate(rows: datasets.Dataset, sample_rate: int) -> datasets.Dataset:

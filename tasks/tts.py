@@ -8,6 +8,7 @@ adapter learns its voice from its training data rather than from an x-vector tha
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 IGNORE_VALUE = -100.0  # mel frames the loss skips (padding)
 MAX_LENGTH_RATIO = 15.0  # mel frames per input token at most, when generating
 LISTENER = "speechpeft/tiny-whisper"  # the ASR backbone that measures intelligibility
+LISTENER_BATCH = 16  # clips transcribed at once (each is padded to the listener's window)
 
 
 class SpeechSynthesis:
@@ -103,19 +105,29 @@ class SpeechSynthesis:
 
     def _transcribe(self, audio: list[np.ndarray]) -> list[str] | None:
         """What the listener ASR backbone hears, or None (and a warning) when it is not available."""
+        listener = self._listener()
+        if listener is None:
+            return None
+        extractor, tokenizer = listener.processor.feature_extractor, listener.processor.tokenizer
+        heard = []
+        for start in range(0, len(audio), LISTENER_BATCH):
+            chunk = audio[start : start + LISTENER_BATCH]
+            features = extractor(chunk, sampling_rate=extractor.sampling_rate, return_tensors="pt").input_features
+            with torch.no_grad():
+                ids = listener.model.generate(input_features=features)
+            heard += [text.strip() for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        return heard
+
+    @functools.cache  # noqa: B019  (one listener per task object, loaded on first use)
+    def _listener(self) -> FrozenBackbone | None:
         from speechpeft.backbones import load_frozen
         from speechpeft.backbones.builtin import BuiltinNotShippedError
 
         try:
-            listener = load_frozen(self.listener, "asr", "fp32", device="cpu")
+            return load_frozen(self.listener, "asr", "fp32", device="cpu")
         except BuiltinNotShippedError as error:
             logger.warning("no intelligibility (CER) column: %s", error)
             return None
-        extractor, tokenizer = listener.processor.feature_extractor, listener.processor.tokenizer
-        features = extractor(audio, sampling_rate=extractor.sampling_rate, return_tensors="pt").input_features
-        with torch.no_grad():
-            ids = listener.model.generate(input_features=features)
-        return [text.strip() for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
 
 TASKS.register(

@@ -55,3 +55,15 @@ def test_train_needs_exactly_one_destination(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--task", "asr"])
     assert "either a directory (--out DIR) or a store name (--name TASK/NAME)" in capsys.readouterr().err
+
+
+def test_train_refuses_to_overwrite_a_directory_that_is_not_an_adapter(tmp_path, capsys):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "precious.txt").write_text("keep me")
+    with pytest.raises(SystemExit):
+        main(["train", "--task", "asr", "--out", str(tmp_path / "runs")])
+    assert "exists and is not an adapter directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--task", "asr", "--out", str(tmp_path / "new"), "--validation-split", "adapt"])
+    assert "--validation-split is the training split" in capsys.readouterr().err
+    assert (tmp_path / "runs" / "precious.txt").read_text() == "keep me"
