@@ -49,31 +49,35 @@ def _add_adapters(parser: argparse.ArgumentParser) -> None:
         command.add_argument("--store", type=Path, default=None, help=store_help)
 
 
+def _add_options_command(
+    sub: argparse._SubParsersAction, name: str, options_class: type, command: str, help: str, description: str
+) -> argparse.ArgumentParser:
+    """A command whose flags are the fields of `options_class`, validated into it before the command runs."""
+    parser = sub.add_parser(name, help=help, description=description)
+    add_options(parser, options_class)
+    parser.set_defaults(command=command, options=lambda args: parse_options(parser, args, options_class))
+    return parser
+
+
 def _add_train(groups: argparse._SubParsersAction) -> None:
     from speechpeft.train_options import TrainOptions
 
-    train = groups.add_parser(
-        "train",
-        help="train an adapter for one task on a frozen backbone",
-        description="Train one adapter (LoRA) for one task on a frozen backbone; validate every --eval-every "
-        "steps and keep the best adapter in --out (trainable weights, task head and speechpeft.json).",
-    )
-    add_options(train, TrainOptions)
+    train = _add_options_command(
+        groups, "train", TrainOptions, "train_adapter", help="train an adapter for one task on a frozen backbone",
+        description="Train one adapter for one task on a frozen backbone; validate every --eval-every steps and "
+        "keep the best adapter in --out or the store (trainable weights, task head and speechpeft.json).",
+    )  # fmt: skip
     train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.set_defaults(command="train_adapter", options=lambda args: parse_options(train, args, TrainOptions))
 
 
 def _add_eval(groups: argparse._SubParsersAction) -> None:
     from speechpeft.eval_options import EvalOptions
 
-    evaluate = groups.add_parser(
-        "eval",
-        help="score a trained adapter on a dataset split",
+    _add_options_command(
+        groups, "eval", EvalOptions, "eval_adapter", help="score a trained adapter on a dataset split",
         description="Load an adapter on its backbone, score it on a split, print the metrics and write "
         "predictions.jsonl (one record per utterance) and summary.json.",
-    )
-    add_options(evaluate, EvalOptions)
-    evaluate.set_defaults(command="eval_adapter", options=lambda args: parse_options(evaluate, args, EvalOptions))
+    )  # fmt: skip
 
 
 def _add_backbones(parser: argparse.ArgumentParser) -> None:
@@ -127,15 +131,12 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
     from speechpeft.tasks.corpus.options import SynthOptions
 
     sub = parser.add_subparsers(title="data commands", metavar="COMMAND", required=True)
-    synth = sub.add_parser(
-        "synth",
-        help="synthesise a speech corpus with espeak-ng, flite and festival",
+    synth = _add_options_command(
+        sub, "synth", SynthOptions, "data_synth", help="synthesise a speech corpus with espeak-ng, flite and festival",
         description="Speak English sentences, spoken commands and keywords with Debian's speech engines into a "
         "Hugging Face dataset (16 kHz mono), split by voice. Interrupted builds resume when rerun.",
-    )
-    add_options(synth, SynthOptions)
+    )  # fmt: skip
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
-    synth.set_defaults(command="data_synth", options=lambda args: parse_options(synth, args, SynthOptions))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

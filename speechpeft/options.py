@@ -16,6 +16,11 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+def help_text(text: str) -> dict:
+    """A dataclass field's metadata carrying its `--help` text: `field(default=1, metadata=help_text("..."))`."""
+    return {"help": text}
+
+
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-def _help(text: str) -> dict:
-    return {"help": text}
+from speechpeft.options import help_text as _help
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from speechpeft.options import help_text as _help
+
 
 def cpu_has_native_bf16() -> bool:
     """Without AVX512-BF16 or AMX, bf16 matmul is emulated: 3.6x slower than fp32 on a 2-core Xeon here."""
@@ -14,10 +16,6 @@ def cpu_has_native_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def _help(text: str) -> dict:
-    return {"help": text}
 
 
 @dataclass(frozen=True)

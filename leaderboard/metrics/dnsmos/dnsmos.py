@@ -7,6 +7,7 @@ import datasets
 import evaluate
 import numpy as np
 
+from speechpeft.leaderboard.metric_info import WAVEFORMS, metric_info
 from speechpeft.leaderboard.speech_quality import DNSMOS_KEYS, SAMPLE_RATE, dnsmos
 
 
@@ -14,12 +15,9 @@ class DNSMOS(evaluate.Metric):
     """A reference-free MOS proxy: the leaderboard's headline TTS quality column is OVRL."""
 
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=__doc__,
-            citation="Reddy et al., DNSMOS P.835, ICASSP 2022",
-            inputs_description="predictions: list of mono float waveforms at 16 kHz",
-            features=datasets.Features({"predictions": datasets.Sequence(datasets.Value("float32"))}),
-        )
+        return metric_info(__doc__, "predictions: mono float waveforms at 16 kHz",
+                           datasets.Features({"predictions": WAVEFORMS}),
+                           citation="Reddy et al., DNSMOS P.835, ICASSP 2022")  # fmt: skip
 
     def _compute(self, predictions, sample_rate: int = SAMPLE_RATE) -> dict:
         per_clip = [dnsmos(np.asarray(clip, dtype=np.float32), sample_rate) for clip in predictions]

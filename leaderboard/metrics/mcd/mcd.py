@@ -7,6 +7,7 @@ import datasets
 import evaluate
 import numpy as np
 
+from speechpeft.leaderboard.metric_info import WAVEFORMS, metric_info
 from speechpeft.leaderboard.speech_quality import SAMPLE_RATE, mel_cepstral_distortion
 
 
@@ -14,21 +15,12 @@ class MelCepstralDistortion(evaluate.Metric):
     """Mean MCD over clip pairs (lower is better), with the per-clip values."""
 
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=__doc__,
-            citation="Kubichek, Mel-cepstral distance measure for objective speech quality assessment, 1993",
-            inputs_description="predictions, references: lists of mono float waveforms at the same sample rate",
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Value("float32")),
-                    "references": datasets.Sequence(datasets.Value("float32")),
-                }
-            ),
-        )
+        return metric_info(__doc__, "predictions, references: mono float waveforms at the same sample rate",
+                           datasets.Features({"predictions": WAVEFORMS, "references": WAVEFORMS}),
+                           citation="Kubichek, Mel-cepstral distance measure, 1993")  # fmt: skip
 
     def _compute(self, predictions, references, sample_rate: int = SAMPLE_RATE) -> dict:
-        per_clip = [
-            mel_cepstral_distortion(np.asarray(r, dtype=np.float32), np.asarray(p, dtype=np.float32), sample_rate)
-            for p, r in zip(predictions, references, strict=True)
-        ]
+        pairs = zip(predictions, references, strict=True)
+        per_clip = [mel_cepstral_distortion(np.asarray(r, np.float32), np.asarray(p, np.float32), sample_rate)
+                    for p, r in pairs]  # fmt: skip
         return {"mcd": float(np.mean(per_clip)), "per_clip": per_clip}
