@@ -80,6 +80,7 @@ def train(options: TrainOptions, progress: bool = True) -> dict:
     set_seed(options.seed)
     run = prepare_run(options)
     accelerator = Accelerator(cpu=run.task.backbone.device.type == "cpu")
+    run.record["processes"] = accelerator.num_processes
     if run.record["trainable_parameters"] == 0:  # zero-shot: nothing to train, score and save as it is
         _validate(run, accelerator, run.model, step=0, best=None, started=time.perf_counter())
         run.record["steps_run"] = 0

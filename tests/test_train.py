@@ -20,12 +20,16 @@ from speechpeft.train import prepare_rows, train
 from speechpeft.train_options import TrainOptions
 
 
+def build_small_corpus(out, utterances: int = 80, seed: int = 3):
+    """A corpus with every kind (sentences, commands, keywords), mostly in the adapt split."""
+    splits, kinds = ("pretrain=0.2", "adapt=0.6", "test=0.2"), ("sentence=0.3", "command=0.5", "keyword=0.2")
+    build_corpus(SynthOptions(out=out, utterances=utterances, seed=seed, splits=splits, kinds=kinds), progress=False)
+    return out
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    out = tmp_path_factory.mktemp("train") / "corpus"
-    build_corpus(SynthOptions(out=out, utterances=80, seed=3, splits=("pretrain=0.2", "adapt=0.6", "test=0.2"),
-                              kinds=("sentence=0.3", "command=0.5", "keyword=0.2")), progress=False)  # fmt: skip
-    return out
+    return build_small_corpus(tmp_path_factory.mktemp("train") / "corpus")
 
 
 @pytest.mark.slow
