@@ -53,8 +53,10 @@ def write_outputs(directory: Path, summary: dict, items: list[dict]) -> tuple[Pa
     return records, summary_path
 
 
-def load_trained(directory: Path, precision: str | None = None, device: str | None = None):
-    """(task, model) for an adapter directory: its backbone loaded frozen, the adapter on top, eval mode."""
+def load_trained(
+    directory: Path, precision: str | None = None, device: str | None = None
+) -> tuple[Task, torch.nn.Module, dict]:
+    """(task, model, record) for an adapter directory: its backbone loaded frozen, the adapter on top, eval mode."""
     from speechpeft.adapter_dir import read_record
     from speechpeft.adapters.catalog import METHODS
     from speechpeft.backbones import load_frozen
@@ -91,6 +93,8 @@ def evaluate_adapter(options) -> dict:
     if options.max_utterances is not None:
         rows = rows.select(range(min(options.max_utterances, len(rows))))
     rows = task.usable(data.at_sample_rate(rows, task.backbone.spec.sample_rate))
+    if not len(rows):
+        raise ValueError(f"split {options.split!r} of {source} has no rows usable for task {record['task']!r}")
     metrics, items = evaluate_task(task, model, rows, options.batch_size, progress=True)
     summary = {"adapter": str(adapter), "task": record["task"], "method": record["method"],
                "backbone": record["backbone"], "dataset": source, "split": options.split, "utterances": len(rows),

@@ -93,6 +93,8 @@ def test_eval_command_prints_metrics_and_writes_records(corpus, tiny_backbone_di
     assert summary["utterances"] == len(records) > 0 and summary["split"] == "test"
     assert summary["metrics"]["accuracy"] == pytest.approx(sum(r["correct"] for r in records) / len(records))
     assert {"reference", "label", "correct", "confidence"} <= set(records[0])
+    assert main(["eval", "--adapter", "keyword/lora", "--store", store, "--split", "validation"]) == 2
+    assert "split 'validation' not in the dataset; its splits: pretrain, adapt, test" in capsys.readouterr().err
 
 
 def test_eval_of_a_directory_that_is_not_an_adapter_fails_clearly(tmp_path, capsys):
