@@ -15,8 +15,10 @@ import shutil
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # only annotations: the CLI's store commands import this module without torch
+    import torch
 
 RECORD = "speechpeft.json"
 VERSIONED = ("speechpeft", "torch", "transformers", "peft", "accelerate", "datasets", "bitsandbytes")

@@ -105,15 +105,12 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
                           "Griffin-Lim vocoder"),
     }  # fmt: skip
     for name, (options_class, what) in described.items():
-        recipe = recipes.add_parser(
-            name,
-            help=what,
+        recipe = _add_options_command(
+            recipes, name, options_class, "backbones_pretrain", help=what,
             description=f"Pretrain {name} from scratch ({what}) on a `speechpeft data synth` corpus. Checkpoints "
             "every --eval-every steps; rerun the same command to resume.",
-        )
-        add_options(recipe, options_class)
-        options = lambda args, p=recipe, c=options_class: parse_options(p, args, c)  # noqa: E731
-        recipe.set_defaults(command="backbones_pretrain", backbone=name, options=options)
+        )  # fmt: skip
+        recipe.set_defaults(backbone=name)
 
 
 def _add_ship(sub: argparse._SubParsersAction) -> None:

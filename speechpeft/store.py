@@ -12,7 +12,8 @@ import re
 import shutil
 from pathlib import Path
 
-RECORD = "speechpeft.json"  # as in speechpeft.adapter_dir (kept light: the CLI imports this for --help)
+from speechpeft.adapter_dir import RECORD
+
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*(/[a-z0-9][a-z0-9_.-]*)*$")
 
 

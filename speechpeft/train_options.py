@@ -56,7 +56,9 @@ class TrainOptions:
 
 def _check_destination(out: Path, validating_on_training_rows: bool) -> None:
     """Refuse to overwrite a directory that is not an adapter, and validation on the training rows."""
-    if out.exists() and any(out.iterdir()) and not (out / "speechpeft.json").exists():
+    from speechpeft.adapter_dir import RECORD
+
+    if out.exists() and any(out.iterdir()) and not (out / RECORD).exists():
         raise ValueError(f"--out {out} exists and is not an adapter directory: choose a new or empty directory")
     if validating_on_training_rows:
         raise ValueError("--validation-split is the training split: pick another split, or leave it out to hold "

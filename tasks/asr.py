@@ -64,8 +64,7 @@ class SpeechRecognition:
         return model(**model_inputs(batch, self.backbone.device)).loss
 
     def predict(self, model: torch.nn.Module, batch: dict[str, Any]) -> Predictions:
-        inputs = model_inputs(batch, self.backbone.device)
-        inputs.pop("labels")
+        inputs = model_inputs(batch, self.backbone.device, labels=False)
         ids, seconds = timed(lambda: model.generate(**inputs, **self.generate_kwargs))
         texts = [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
         return Predictions(texts, batch["references"], seconds, batch["audio_seconds"])
@@ -117,8 +116,7 @@ class CtcSpeechRecognition(SpeechRecognition):
         return self.tokenizer(text).input_ids
 
     def predict(self, model: torch.nn.Module, batch: dict[str, Any]) -> Predictions:
-        inputs = model_inputs(batch, self.backbone.device)
-        inputs.pop("labels")
+        inputs = model_inputs(batch, self.backbone.device, labels=False)
         logits, seconds = timed(lambda: model(**inputs).logits)
         best = logits.argmax(-1).cpu()
         if "attention_mask" in inputs:  # frames past a clip's end were never trained: cut them before decoding

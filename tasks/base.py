@@ -84,6 +84,6 @@ def timed(function: Callable[[], Any]) -> tuple[Any, float]:
     return result, time.perf_counter() - started
 
 
-def model_inputs(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """The tensors of a batch on `device` (other keys, such as references, are dropped)."""
-    return {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+def model_inputs(batch: dict[str, Any], device: torch.device, labels: bool = True) -> dict[str, Any]:
+    """The tensors of a batch on `device`, the targets only if `labels` (references and such are dropped)."""
+    return {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor) and (labels or k != "labels")}

@@ -44,8 +44,7 @@ class SpokenClassification:
         return model(**model_inputs(batch, self.backbone.device)).loss
 
     def predict(self, model: torch.nn.Module, batch: dict[str, Any]) -> Predictions:
-        inputs = model_inputs(batch, self.backbone.device)
-        inputs.pop("labels")
+        inputs = model_inputs(batch, self.backbone.device, labels=False)
         logits, seconds = timed(lambda: model(**inputs).logits)
         probabilities = logits.float().softmax(-1)
         best = probabilities.argmax(-1).tolist()

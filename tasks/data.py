@@ -1,9 +1,9 @@
 """Speech datasets for every task: the synthetic corpus, a Hub-format folder of audio files, or a Hub id.
 
-A task names the roles it needs ("audio", "text", "label"); `select_columns` finds each role among the
-column names that common Hub datasets use (LibriSpeech `text`, Common Voice `sentence`, FLEURS
-`transcription`, ...), renames it to the role, and casts the audio to the backbone's sampling rate,
-so datasets' decoder resamples on the fly.
+A task names the roles it needs ("audio", "text", "intent", ...); `select_columns` finds each role among
+the column names that common Hub datasets use (LibriSpeech `text`, Common Voice `sentence`, FLEURS
+`transcription`, ...) and renames it to the role; `at_sample_rate` casts the audio to the backbone's
+sampling rate, so datasets' decoder resamples on the fly.
 """
 
 from __future__ import annotations

@@ -6,12 +6,14 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 METRICS_DIR = Path(__file__).parent
 METRIC_NAMES = ("wer", "cer", "classification", "dnsmos", "mcd")
 
 
+@functools.cache  # evaluate copies and imports the script on every load: once per process is enough
 def load_metric(name: str):
     """The `evaluate` module `name` (one of METRIC_NAMES), loaded from this package with no network."""
     import evaluate
