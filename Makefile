@@ -12,7 +12,8 @@ APT_PACKAGES := ffmpeg sox espeak-ng flite festival festvox-kallpc16k festvox-us
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CORPUS_UTTERANCES ?= 2000
 
-.PHONY: setup system-packages test lint format corpus pretrain-corpus pretrain-whisper pretrain-speecht5 benchmark clean
+.PHONY: setup system-packages test lint format corpus pretrain-corpus pretrain-whisper pretrain-speecht5 \
+	ship-backbones benchmark clean
 
 setup: system-packages $(STAMP)
 
@@ -58,8 +59,14 @@ pretrain-whisper: pretrain-corpus
 pretrain-speecht5: pretrain-corpus
 	$(BIN)/speechpeft backbones pretrain tiny-speecht5 --corpus $(PRETRAIN_CORPUS) --out runs/tiny-speecht5
 
+# Measure the finished runs on the test split, copy them into the package and write their model cards.
+ship-backbones: pretrain-corpus
+	$(BIN)/speechpeft backbones ship tiny-whisper --run runs/tiny-whisper --corpus $(PRETRAIN_CORPUS)
+	$(BIN)/speechpeft backbones ship tiny-speecht5 --run runs/tiny-speecht5 --corpus $(PRETRAIN_CORPUS)
+
 benchmark: setup
 	$(BIN)/python benchmarks/synth_speed.py
+	$(BIN)/python benchmarks/adapter_sizes.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

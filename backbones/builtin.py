@@ -11,7 +11,15 @@ from pathlib import Path
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 BUILTIN_BACKBONES = {
     "speechpeft/tiny-whisper": "tiny-whisper",
+    "speechpeft/tiny-speecht5": "tiny-speecht5",
 }
+DEFAULT_BACKBONE = "speechpeft/tiny-whisper"
+DEFAULT_BACKBONE_FOR_TASK = {"tts": "speechpeft/tiny-speecht5"}  # every other task: DEFAULT_BACKBONE
+
+
+def default_backbone(task: str) -> str:
+    """The built-in backbone a command uses when none is named."""
+    return DEFAULT_BACKBONE_FOR_TASK.get(task, DEFAULT_BACKBONE)
 
 
 class BuiltinNotShippedError(FileNotFoundError):

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from speechpeft.backbones.pretrain.curves import CurveLog
 from speechpeft.backbones.pretrain.options import PretrainOptions
-from speechpeft.backbones.pretrain.state import load_state, save_state
+from speechpeft.backbones.pretrain.state import META_FILE, STATE_FILE, load_state, save_state
 
 LOG_EVERY = 10  # steps
 MAX_GRAD_NORM = 1.0
@@ -36,12 +36,24 @@ class Recipe:
     options: dict  # recorded with every checkpoint
 
 
+def resumable(checkpoint: Path) -> bool:
+    """A full checkpoint to resume from; a finished run committed without its optimizer state is refused."""
+    if (checkpoint / STATE_FILE).exists():
+        return True
+    if (checkpoint / META_FILE).exists():
+        raise FileExistsError(
+            f"{checkpoint.parent} holds a finished run whose weights and optimizer state were not kept (only "
+            f"{META_FILE}): pretrain into a new --out directory, or delete {checkpoint.parent} to start it over"
+        )
+    return False
+
+
 def train(recipe: Recipe, out: Path, steps: int, eval_every: int, bf16: bool) -> dict | None:
     """Run `recipe` to `steps`, resuming from `out/checkpoint`; evaluate and checkpoint every `eval_every`."""
     params = [p for module in recipe.modules.values() for p in module.parameters()]
     optimizer = torch.optim.AdamW(params, lr=recipe.learning_rate(0), weight_decay=0.01, betas=(0.9, 0.98))
     checkpoint, curves = out / "checkpoint", CurveLog(out)
-    meta = load_state(checkpoint, recipe.modules, optimizer) if checkpoint.exists() else {"step": 0}
+    meta = load_state(checkpoint, recipe.modules, optimizer) if resumable(checkpoint) else {"step": 0}
     step, best = meta["step"], meta.get("best")
     with tqdm(total=steps, initial=step, desc=f"pretrain {recipe.name}", unit="step") as bar:
         while step < steps:

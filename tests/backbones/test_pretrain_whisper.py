@@ -120,3 +120,14 @@ def test_training_state_round_trips_without_pickle(tmp_path):
     moments = optimizer.state_dict()["state"][0]["exp_avg_sq"]
     assert torch.equal(restored_optimizer.state_dict()["state"][0]["exp_avg_sq"], moments)
     assert restored_optimizer.param_groups[0]["lr"] == 0.1
+
+
+def test_a_finished_run_without_its_optimizer_state_is_not_silently_restarted(tmp_path):
+    from speechpeft.backbones.pretrain.loop import resumable
+
+    checkpoint = tmp_path / "run" / "checkpoint"
+    assert not resumable(checkpoint)  # a new run starts at step 0
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "state.json").write_text('{"step": 8000}')
+    with pytest.raises(FileExistsError, match="pretrain into a new --out directory"):
+        resumable(checkpoint)
