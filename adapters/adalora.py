@@ -28,6 +28,11 @@ def attach_adalora(backbone: FrozenBackbone, options: AdapterOptions) -> peft.Pe
 
 
 def allocate_ranks(model: torch.nn.Module, step: int) -> None:
+    """Rank allocation reads every LoRA gradient; a layer that LayerDrop skipped this step (wav2vec2 and
+    SpeechT5 configs enable it) has none, and counts as zero sensitivity rather than crashing PEFT."""
+    for name, param in model.named_parameters():
+        if param.requires_grad and param.grad is None and "lora_" in name:
+            param.grad = torch.zeros_like(param)
     model.base_model.update_and_allocate(step)
 
 

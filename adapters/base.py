@@ -29,10 +29,16 @@ class AdapterOptions:
     alpha: int = 16  # LoRA scaling numerator
     dropout: float = 0.05
     steps: int = 300  # the training length (AdaLoRA schedules its rank budget over it)
+    prefix_length: int = 16  # prefix tuning: learned key/value positions per layer
+    prefix_encoder: bool = False  # prefix tuning: the encoder's self-attention too, not only the decoder's
+    bottleneck_style: str = "pfeiffer"  # bottleneck: pfeiffer (after FFN) or houlsby (after attention and FFN)
+    reduction_factor: int = 16  # bottleneck: d_model / bottleneck width
 
     def __post_init__(self) -> None:
         if self.rank < 1 or self.alpha <= 0 or not 0 <= self.dropout < 1 or self.steps < 1:
             raise ValueError("adapter options need rank >= 1, alpha > 0, 0 <= dropout < 1 and steps >= 1")
+        if self.prefix_length < 1 or self.reduction_factor < 1:
+            raise ValueError("--prefix-length and --reduction-factor must be positive")
 
 
 @dataclass(frozen=True)
@@ -56,9 +62,23 @@ def trainable_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def trained_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Trainable parameters, and the buffers of modules that own one (a trained batch norm's statistics)."""
+    tensors, seen = {}, set()  # a tied weight (embeddings = output layer) is saved once, like named_parameters()
+    for prefix, module in model.named_modules():
+        own = {k: p for k, p in module.named_parameters(recurse=False) if id(p) not in seen}
+        seen |= {id(p) for p in own.values()}
+        if any(p.requires_grad for p in own.values()):
+            skip = module._non_persistent_buffers_set
+            buffers = {k: b for k, b in module.named_buffers(recurse=False) if k not in skip}
+            named = {k: p for k, p in own.items() if p.requires_grad} | buffers
+            tensors |= {f"{prefix}.{k}" if prefix else k: v.detach().cpu().contiguous() for k, v in named.items()}
+    return tensors
+
+
 def save_trainable(model: torch.nn.Module, directory: Path, method: str) -> None:
-    """Our own adapter files, for methods PEFT lacks: the trainable tensors by name, and a config naming them."""
-    tensors = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    """Our own adapter files, for methods PEFT lacks: the trained tensors by name, and a config naming them."""
+    tensors = trained_tensors(model)
     directory.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(directory / WEIGHTS_FILE))
     config = {"speechpeft_method": method, "tensors": sorted(tensors)}

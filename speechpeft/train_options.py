@@ -19,9 +19,14 @@ class TrainOptions:
     )
     store: Path | None = field(default=None, metadata=_help("adapter store (default: $SPEECHPEFT_ADAPTERS)"))
     method: str = field(
-        default="lora", metadata=_help("adapter method: lora, adalora, frozen (baseline) or full (baseline)")
+        default="lora",
+        metadata=_help("adapter method: lora, adalora, prefix, bottleneck, frozen (baseline) or full (baseline)"),
     )
-    backbone: str = field(default="speechpeft/tiny-whisper", metadata=_help("built-in name, directory or Hub id"))
+    backbone: str | None = field(
+        default=None,
+        metadata=_help("built-in name, directory or Hub id (default: speechpeft/tiny-speecht5 for tts, "
+                       "speechpeft/tiny-whisper otherwise)"),
+    )  # fmt: skip
     dataset: str = field(default="data/corpus", metadata=_help("corpus directory, Hub-format folder or Hub id"))
     split: str = field(default="adapt", metadata=_help("training split"))
     validation_split: str | None = field(
@@ -33,12 +38,25 @@ class TrainOptions:
     steps: int = field(default=300, metadata=_help("optimisation steps"))
     batch_size: int = field(default=8, metadata=_help("utterances per step"))
     lr: float = field(default=1e-3, metadata=_help("peak learning rate (AdamW, linear decay)"))
-    rank: int = field(default=8, metadata=_help("LoRA rank"))
+    rank: int = field(default=8, metadata=_help("LoRA rank (AdaLoRA: the average rank it prunes to)"))
+    prefix_length: int = field(default=16, metadata=_help("prefix: learned key/value positions per layer"))
+    prefix_encoder: bool = field(default=False, metadata=_help("prefix: prefix the encoder's self-attention too"))
+    bottleneck_style: str = field(
+        default="pfeiffer", metadata=_help("bottleneck: pfeiffer (after FFN) or houlsby (after attention and FFN)")
+    )
+    reduction_factor: int = field(default=16, metadata=_help("bottleneck: d_model / bottleneck width"))
+    gradient_checkpointing: bool = field(
+        default=False, metadata=_help("recompute activations in the backward pass: less memory, slower steps")
+    )
     eval_every: int = field(default=50, metadata=_help("steps between validations (and best-checkpoint saves)"))
     patience: int = field(default=4, metadata=_help("stop after this many validations without improvement"))
     seed: int = field(default=0, metadata=_help("seed for initialisation, data order and the validation slice"))
 
     def __post_init__(self) -> None:
+        if self.backbone is None:
+            from speechpeft.backbones.builtin import default_backbone
+
+            object.__setattr__(self, "backbone", default_backbone(self.task))
         if (self.out is None) == (self.name is None):
             raise ValueError("give the adapter either a directory (--out DIR) or a store name (--name TASK/NAME)")
         if self.name is not None:
@@ -46,8 +64,12 @@ class TrainOptions:
 
             object.__setattr__(self, "out", adapter_path(self.name, self.store))
         _check_destination(self.out, self.validation_split == self.split)
-        if min(self.steps, self.batch_size, self.eval_every, self.patience, self.rank) < 1:
-            raise ValueError("--steps, --batch-size, --eval-every, --patience and --rank must be positive")
+        if min(self.steps, self.batch_size, self.eval_every, self.patience, self.rank, self.prefix_length,
+               self.reduction_factor) < 1:  # fmt: skip
+            raise ValueError("--steps, --batch-size, --eval-every, --patience, --rank, --prefix-length and "
+                             "--reduction-factor must be positive")  # fmt: skip
+        if self.bottleneck_style not in ("pfeiffer", "houlsby"):
+            raise ValueError(f"--bottleneck-style {self.bottleneck_style!r}: choose pfeiffer or houlsby")
         if not 0 < self.validation_fraction < 1:
             raise ValueError("--validation-fraction must be between 0 and 1")
         if self.precision not in ("fp32", "bf16", "int8", "auto"):

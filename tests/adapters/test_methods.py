@@ -33,7 +33,7 @@ def options(tmp_path, backbone, corpus, **overrides) -> TrainOptions:
 
 
 def test_unknown_method_lists_the_valid_ones():
-    with pytest.raises(UnknownNameError, match="valid names: adalora, frozen, full, lora"):
+    with pytest.raises(UnknownNameError, match="valid names: adalora, bottleneck, frozen, full, lora, prefix"):
         METHODS.get("ia3")
 
 
@@ -87,3 +87,51 @@ def test_full_fine_tuning_refuses_int8(tiny_backbone_dirs):
     backbone = load_frozen(tiny_backbone_dirs["whisper"], "asr", "int8", device="cpu")
     with pytest.raises(ValueError, match="cannot update int8 weights: use --precision fp32 or bf16"):
         METHODS.get("full").attach(backbone, METHODS_OPTIONS)
+
+
+@pytest.mark.parametrize("method", ["lora", "prefix", "bottleneck"])
+def test_gradient_checkpointing_gives_the_same_gradients(method, tiny_backbone_dirs, corpus, tmp_path):
+    """Recomputing activations must not change the maths: same loss, same gradients (dropout RNG is replayed)."""
+    from speechpeft.train import prepare_run, train_mode
+
+    results = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)  # the same adapter initialisation
+        run = prepare_run(options(tmp_path / str(checkpointing), tiny_backbone_dirs["whisper"], corpus,
+                                  method=method, gradient_checkpointing=checkpointing))  # fmt: skip
+        batch = run.task.collate(list(run.train_rows.select(range(3))))
+        train_mode(run.model)
+        torch.manual_seed(0)
+        loss = run.task.loss(run.model, batch)
+        loss.backward()
+        results.append((loss.detach(), [p.grad for p in run.model.parameters() if p.requires_grad]))
+    assert any(getattr(m, "gradient_checkpointing", False) for m in run.model.modules())  # it really was on
+    torch.testing.assert_close(results[0][0], results[1][0])
+    for plain, recomputed in zip(results[0][1], results[1][1], strict=True):
+        torch.testing.assert_close(plain, recomputed)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [({"bottleneck_style": "lstm"}, "choose pfeiffer or houlsby"), ({"prefix_length": 0}, "must be positive")],
+)
+def test_method_options_are_checked_before_any_work(override, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        TrainOptions(task="asr", out=tmp_path / "a", **override)
+
+
+@pytest.mark.parametrize("method", ["prefix", "bottleneck"])
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_our_methods_train_on_reduced_precision_backbones(method, precision, tiny_backbone_dirs, corpus, tmp_path):
+    """bf16 weights, or bitsandbytes int8 linears: the new modules still get gradients and a finite loss."""
+    from speechpeft.train import prepare_run, train_mode
+
+    run = prepare_run(options(tmp_path, tiny_backbone_dirs["whisper"], corpus, method=method, precision=precision))
+    batch = run.task.collate(list(run.train_rows.select(range(3))))
+    train_mode(run.model)
+    loss = run.task.loss(run.model, batch)
+    loss.backward()
+    trainable = [p for p in run.model.parameters() if p.requires_grad]
+    assert torch.isfinite(loss) and trainable and all(p.grad is not None for p in trainable)
+    assert all(p.dtype == torch.float32 for p in trainable)  # AdamW on fp32 weights, whatever the backbone's
+    assert sum(p.grad.abs().sum() for p in trainable) > 0  # (a zero-initialised up-projection zeroes down's)

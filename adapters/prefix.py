@@ -1,0 +1,229 @@
+"""Prefix tuning (Li & Liang, 2021, https://arxiv.org/abs/2101.00190) for speech encoder-decoders.
+
+Every targeted self-attention layer gets `length` learned key and value vectors that each query attends
+to before the real sequence. Decoder self-attention is always prefixed; encoder self-attention too with
+`prefix_encoder` (as in the paper, which prefixes every layer), and always in encoder-only models. PEFT's
+own prefix tuning passes them as `past_key_values`, which crashes on Whisper (it asks for `input_ids`) and
+shifts the decoder's positions.
+
+Two ways in, chosen by how the family's attention is written:
+- `interface` (Whisper, wav2vec2, HuBERT): their attention calls a function looked up by name in
+  transformers' `AttentionInterface`. Each prefixed module gets a private config naming ours, which
+  concatenates the prefix after the KV cache and widens the mask. The prefix is never cached, so positions
+  and `generate` are untouched.
+- `hooks` (SpeechT5, whose attention is written by hand with a relative position bias): forward hooks on
+  `k_proj`/`v_proj` prepend the prefix and a pre-hook widens the mask and position bias, whenever the
+  layer's cache is empty. The decoder cache then starts with the prefix, and a pre-hook on any prenet that
+  derives positions from the cache length (SpeechT5's text decoder) shows it the length without the prefix.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+from transformers import AttentionInterface
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from speechpeft.adapters.base import (
+    CONFIG_FILE,
+    AdapterMethod,
+    AdapterOptions,
+    load_trainable,
+    register_method,
+    save_trainable,
+)
+from speechpeft.backbones import FrozenBackbone
+
+INTERFACE_NAME = "speechpeft_prefix"
+SLOT = "speechpeft_prefix"  # the ParameterDict on each prefixed attention module, keyed by adapter name
+ADAPTER = "default"
+
+
+@dataclass(frozen=True)
+class PrefixPlan:
+    """Which attention modules get a prefix, and how the family's attention lets it in."""
+
+    modules: tuple[str, ...]
+    route: str  # "interface" or "hooks"
+
+
+def plan(backbone: FrozenBackbone, encoder: bool) -> PrefixPlan:
+    """Self-attention modules named by the spec: the decoder's, and the encoder's on request or when the
+    model has no decoder (wav2vec2, HuBERT, Whisper's classifier)."""
+    suffixes = backbone.spec.target_modules.get("prefix", ())
+    found = [(name, module) for name, module in backbone.model.named_modules()
+             if name.rsplit(".", 1)[-1] in suffixes and hasattr(module, "k_proj")]  # fmt: skip
+    if not found:
+        raise ValueError(f"prefix tuning found no self-attention to prefix in this {backbone.spec.family} model")
+    has_decoder = any(getattr(module, "is_decoder", False) for _, module in found)
+    names = tuple(n for n, m in found if getattr(m, "is_decoder", False) or encoder or not has_decoder)
+    route = "interface" if hasattr(found[0][1], "config") else "hooks"
+    return PrefixPlan(names, route)
+
+
+def _prefix_of(module: torch.nn.Module, batch: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The active adapter's prefix keys and values, [batch, length, d_model] each; None when disabled."""
+    active = getattr(module, "speechpeft_active", None)
+    if active is None:
+        return None
+    keys, values = getattr(module, SLOT)[active].to(dtype)
+    return keys.expand(batch, -1, -1), values.expand(batch, -1, -1)
+
+
+def _widen_mask(mask: torch.Tensor | None, length: int, query: int, keys: int, causal: bool, like: torch.Tensor):
+    """The attention mask over [prefix; keys]: every query sees the whole prefix."""
+    if mask is None:
+        if not (causal and query > 1):
+            return None
+        blocked = torch.ones(query, keys, dtype=torch.bool, device=like.device).triu(keys - query + 1)
+        mask = torch.zeros(query, keys, dtype=like.dtype, device=like.device).masked_fill(
+            blocked, torch.finfo(like.dtype).min
+        )[None, None]
+    pad = torch.ones if mask.dtype == torch.bool else torch.zeros
+    prefix = pad(*mask.shape[:-1], length, dtype=mask.dtype, device=mask.device)
+    return torch.cat([prefix, mask], dim=-1)
+
+
+def prefixed_attention(module, query, key, value, attention_mask, **kwargs):
+    """`AttentionInterface` function: SDPA over the module's prefix followed by its (cached) keys."""
+    prefix = _prefix_of(module, query.shape[0], key.dtype)
+    if prefix is not None:
+        heads, head_dim = key.shape[1], key.shape[3]
+        keys, values = (p.view(p.shape[0], -1, heads, head_dim).transpose(1, 2) for p in prefix)
+        length = keys.shape[2]
+        attention_mask = _widen_mask(
+            attention_mask, length, query.shape[2], key.shape[2], getattr(module, "is_causal", False), query
+        )
+        key, value = torch.cat([keys, key], dim=2), torch.cat([values, value], dim=2)
+        kwargs["is_causal"] = False
+    return ALL_ATTENTION_FUNCTIONS["sdpa"](module, query, key, value, attention_mask, **kwargs)
+
+
+AttentionInterface.register(INTERFACE_NAME, prefixed_attention)
+
+
+def _route_interface(module: torch.nn.Module) -> None:
+    """Point this module (only) at `prefixed_attention`; the model's own config and masks are untouched."""
+    config = copy.copy(module.config)
+    config._attn_implementation_internal = INTERFACE_NAME
+    module.config = config
+
+
+def _cache_is_empty(module: torch.nn.Module, cache) -> bool:
+    if cache is None:
+        return True
+    cache = getattr(cache, "self_attention_cache", cache)
+    return cache.get_seq_length(module.layer_idx) == 0
+
+
+def _widen_inputs(module, args, kwargs):
+    """Pre-hook (hooks route): decide whether this call prepends, and widen mask and position bias if so."""
+    module.speechpeft_prepend = getattr(module, "speechpeft_active", None) is not None and _cache_is_empty(
+        module, kwargs.get("cache", kwargs.get("past_key_values"))
+    )
+    if module.speechpeft_prepend:
+        length = getattr(module, SLOT)[module.speechpeft_active].shape[1]
+        hidden = kwargs.get("hidden_states", args[0] if args else None)
+        mask = kwargs.get("attention_mask")
+        if mask is not None:
+            kwargs["attention_mask"] = _widen_mask(mask, length, hidden.shape[1], mask.shape[-1], False, hidden)
+        bias = kwargs.get("position_bias")
+        if bias is not None:  # [query, key, head_dim]: no relative position between a query and the prefix
+            kwargs["position_bias"] = torch.cat([bias.new_zeros(bias.shape[0], length, bias.shape[2]), bias], 1)
+    return args, kwargs
+
+
+def _prepend(attention: torch.nn.Module, which: int, projection, inputs, output: torch.Tensor):
+    """Forward hook on k_proj (which=0) / v_proj (which=1): put the prefix before the projected sequence."""
+    if not getattr(attention, "speechpeft_prepend", False):
+        return output
+    prefix = _prefix_of(attention, output.shape[0], output.dtype)
+    return torch.cat([prefix[which], output], dim=1)
+
+
+def _route_hooks(module: torch.nn.Module) -> None:
+    module.register_forward_pre_hook(_widen_inputs, with_kwargs=True)
+    module.k_proj.register_forward_hook(partial(_prepend, module, 0))
+    module.v_proj.register_forward_hook(partial(_prepend, module, 1))
+
+
+class _CacheWithoutPrefix:
+    """A cache as a position embedding should see it: without the prefix its first entries hold."""
+
+    def __init__(self, cache, length: int) -> None:
+        self.cache, self.length = cache, length
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return max(0, self.cache.get_seq_length(layer_idx) - self.length)
+
+
+def _positions_skip_prefix(attention: torch.nn.Module, prenet, args, kwargs):
+    """Pre-hook on a prenet that numbers positions from the cache length (args: inputs, mask, cache)."""
+    active = getattr(attention, "speechpeft_active", None)
+    cache = kwargs.get("cache", args[2] if len(args) > 2 else None)
+    if active is None or cache is None:
+        return args, kwargs
+    hidden = _CacheWithoutPrefix(cache, getattr(attention, SLOT)[active].shape[1])
+    if "cache" in kwargs:
+        return args, kwargs | {"cache": hidden}
+    return (*args[:2], hidden, *args[3:]), kwargs
+
+
+def _route_prenet_positions(model: torch.nn.Module, first_decoder_attention: torch.nn.Module) -> None:
+    for module in model.modules():
+        if hasattr(module, "embed_positions") and "cache" in inspect.signature(module.forward).parameters:
+            hook = partial(_positions_skip_prefix, first_decoder_attention)
+            module.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def add_prefixes(backbone: FrozenBackbone, plan: PrefixPlan, length: int, name: str = ADAPTER) -> None:
+    """Give each planned module a trainable [2, length, d_model] prefix under adapter `name`, and route it."""
+    generator = torch.Generator().manual_seed(0)
+    for module_name in plan.modules:
+        module = backbone.model.get_submodule(module_name)
+        if not hasattr(module, SLOT):
+            module.register_module(SLOT, torch.nn.ParameterDict())
+            (_route_interface if plan.route == "interface" else _route_hooks)(module)
+        width = module.k_proj.out_features
+        init = torch.randn(2, length, width, generator=generator) * width**-0.5
+        getattr(module, SLOT)[name] = torch.nn.Parameter(init.to(module.k_proj.weight.device))
+        module.speechpeft_active = name
+    decoder = [m for n in plan.modules if getattr(m := backbone.model.get_submodule(n), "is_decoder", False)]
+    if plan.route == "hooks" and decoder and not hasattr(backbone.model, "speechpeft_positions_hooked"):
+        _route_prenet_positions(backbone.model, decoder[0])
+        backbone.model.speechpeft_positions_hooked = True
+
+
+def attach_prefix(backbone: FrozenBackbone, options: AdapterOptions) -> torch.nn.Module:
+    """Freeze everything but the prefixes and the task head."""
+    layout = plan(backbone, options.prefix_encoder)
+    heads = backbone.spec.task(backbone.task).head_modules
+    for param_name, param in backbone.model.named_parameters():
+        param.requires_grad_(param_name.split(".")[0] in heads)
+    add_prefixes(backbone, layout, options.prefix_length)
+    backbone.model.speechpeft_prefix_config = {"prefix_length": options.prefix_length,
+                                               "prefix_encoder": options.prefix_encoder}  # fmt: skip
+    return backbone.model
+
+
+def save_prefix(model: torch.nn.Module, directory: Path) -> None:
+    save_trainable(model, directory, "prefix")
+    config_path = directory / CONFIG_FILE
+    config = json.loads(config_path.read_text()) | model.speechpeft_prefix_config
+    config_path.write_text(json.dumps(config, indent=1) + "\n")
+
+
+def load_prefix(backbone: FrozenBackbone, directory: Path) -> torch.nn.Module:
+    config = json.loads((directory / CONFIG_FILE).read_text())
+    options = AdapterOptions(prefix_length=config["prefix_length"], prefix_encoder=config["prefix_encoder"])
+    return load_trainable(attach_prefix(backbone, options), directory)
+
+
+register_method(AdapterMethod("prefix", "learned key/value prefixes in self-attention (decoder; encoder optional)",
+                              attach_prefix, save_prefix, load_prefix))  # fmt: skip
