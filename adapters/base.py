@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -77,11 +78,13 @@ def trained_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_trainable(model: torch.nn.Module, directory: Path, method: str) -> None:
-    """Our own adapter files, for methods PEFT lacks: the trained tensors by name, and a config naming them."""
+    """Our own adapter files, for methods PEFT lacks: the trained tensors by name, and a config naming them
+    with the options the method was attached with (`model.speechpeft_options`)."""
     tensors = trained_tensors(model)
     directory.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(directory / WEIGHTS_FILE))
-    config = {"speechpeft_method": method, "tensors": sorted(tensors)}
+    options = getattr(model, "speechpeft_options", {})
+    config = {"speechpeft_method": method, "options": options, "tensors": sorted(tensors)}
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n")
 
 
@@ -93,3 +96,15 @@ def load_trainable(model: torch.nn.Module, directory: Path) -> torch.nn.Module:
         raise ValueError(f"{directory}: {len(unexpected)} saved tensors fit no parameter of the backbone, "
                          f"e.g. {unexpected[0]}: was it trained on another architecture?")  # fmt: skip
     return model.eval()
+
+
+def own_files_method(
+    name: str, description: str, attach: Callable[[FrozenBackbone, AdapterOptions], torch.nn.Module]
+) -> AdapterMethod:
+    """A method saved in our own files: loading re-attaches it with its saved options, then fills in the tensors."""
+
+    def load(backbone: FrozenBackbone, directory: Path) -> torch.nn.Module:
+        options = json.loads((directory / CONFIG_FILE).read_text()).get("options", {})
+        return load_trainable(attach(backbone, AdapterOptions(**options)), directory)
+
+    return AdapterMethod(name, description, attach, partial(save_trainable, method=name), load)

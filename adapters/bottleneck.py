@@ -13,23 +13,14 @@ directly, without `get_peft_model` and without patching PEFT. Its files are our 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import ClassVar
 
 import peft
 import torch
 from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, check_target_module_exists
 
-from speechpeft.adapters.base import (
-    CONFIG_FILE,
-    AdapterMethod,
-    AdapterOptions,
-    load_trainable,
-    register_method,
-    save_trainable,
-)
+from speechpeft.adapters.base import AdapterOptions, own_files_method, register_method
 from speechpeft.backbones import FrozenBackbone
 
 STYLES = ("pfeiffer", "houlsby")
@@ -137,22 +128,9 @@ def attach_bottleneck(backbone: FrozenBackbone, options: AdapterOptions) -> Bott
     for name, param in tuner.model.named_parameters():
         if name.split(".")[0] in heads:
             param.requires_grad_(True)
-    tuner.speechpeft_bottleneck_config = {"bottleneck_style": config.style,
-                                          "reduction_factor": config.reduction_factor}  # fmt: skip
+    tuner.speechpeft_options = {"bottleneck_style": config.style, "reduction_factor": config.reduction_factor}
     return tuner
 
 
-def save_bottleneck(model: torch.nn.Module, directory: Path) -> None:
-    save_trainable(model, directory, "bottleneck")
-    path = directory / CONFIG_FILE
-    path.write_text(json.dumps(json.loads(path.read_text()) | model.speechpeft_bottleneck_config, indent=1) + "\n")
-
-
-def load_bottleneck(backbone: FrozenBackbone, directory: Path) -> torch.nn.Module:
-    config = json.loads((directory / CONFIG_FILE).read_text())
-    options = AdapterOptions(bottleneck_style=config["bottleneck_style"], reduction_factor=config["reduction_factor"])
-    return load_trainable(attach_bottleneck(backbone, options), directory)
-
-
-register_method(AdapterMethod("bottleneck", "residual bottleneck MLPs after FFN (Pfeiffer) or attention+FFN (Houlsby)",
-                              attach_bottleneck, save_bottleneck, load_bottleneck))  # fmt: skip
+register_method(own_files_method("bottleneck", "residual bottleneck MLPs after FFN (Pfeiffer) or attention and "
+                                 "FFN (Houlsby)", attach_bottleneck))  # fmt: skip

@@ -21,23 +21,14 @@ from __future__ import annotations
 
 import copy
 import inspect
-import json
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 import torch
 from transformers import AttentionInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from speechpeft.adapters.base import (
-    CONFIG_FILE,
-    AdapterMethod,
-    AdapterOptions,
-    load_trainable,
-    register_method,
-    save_trainable,
-)
+from speechpeft.adapters.base import AdapterOptions, own_files_method, register_method
 from speechpeft.backbones import FrozenBackbone
 
 INTERFACE_NAME = "speechpeft_prefix"
@@ -169,10 +160,10 @@ def _positions_skip_prefix(attention: torch.nn.Module, prenet, args, kwargs):
     cache = kwargs.get("cache", args[2] if len(args) > 2 else None)
     if active is None or cache is None:
         return args, kwargs
-    hidden = _CacheWithoutPrefix(cache, getattr(attention, SLOT)[active].shape[1])
+    shown = _CacheWithoutPrefix(cache, getattr(attention, SLOT)[active].shape[1])
     if "cache" in kwargs:
-        return args, kwargs | {"cache": hidden}
-    return (*args[:2], hidden, *args[3:]), kwargs
+        return args, kwargs | {"cache": shown}
+    return (*args[:2], shown, *args[3:]), kwargs
 
 
 def _route_prenet_positions(model: torch.nn.Module, first_decoder_attention: torch.nn.Module) -> None:
@@ -207,23 +198,10 @@ def attach_prefix(backbone: FrozenBackbone, options: AdapterOptions) -> torch.nn
     for param_name, param in backbone.model.named_parameters():
         param.requires_grad_(param_name.split(".")[0] in heads)
     add_prefixes(backbone, layout, options.prefix_length)
-    backbone.model.speechpeft_prefix_config = {"prefix_length": options.prefix_length,
-                                               "prefix_encoder": options.prefix_encoder}  # fmt: skip
+    backbone.model.speechpeft_options = {"prefix_length": options.prefix_length,
+                                         "prefix_encoder": options.prefix_encoder}  # fmt: skip
     return backbone.model
 
 
-def save_prefix(model: torch.nn.Module, directory: Path) -> None:
-    save_trainable(model, directory, "prefix")
-    config_path = directory / CONFIG_FILE
-    config = json.loads(config_path.read_text()) | model.speechpeft_prefix_config
-    config_path.write_text(json.dumps(config, indent=1) + "\n")
-
-
-def load_prefix(backbone: FrozenBackbone, directory: Path) -> torch.nn.Module:
-    config = json.loads((directory / CONFIG_FILE).read_text())
-    options = AdapterOptions(prefix_length=config["prefix_length"], prefix_encoder=config["prefix_encoder"])
-    return load_trainable(attach_prefix(backbone, options), directory)
-
-
-register_method(AdapterMethod("prefix", "learned key/value prefixes in self-attention (decoder; encoder optional)",
-                              attach_prefix, save_prefix, load_prefix))  # fmt: skip
+register_method(own_files_method("prefix", "learned key/value prefixes in self-attention (decoder; encoder "
+                                 "optional)", attach_prefix))  # fmt: skip
