@@ -50,18 +50,19 @@ def whisper_small(directory: Path) -> Path:
 
 def measure(source: str, task: str, label: str, method: str, options: AdapterOptions) -> dict:
     backbone = load_frozen(source, task, "fp32", device="cpu")
+    total = backbone.num_parameters()  # before the method adds its own
     if (method, backbone.spec.family) in UNSUPPORTED:
-        return {"variant": label, "trainable": None, "bytes": None}
+        return {"variant": label, "trainable": None, "bytes": None, "total": total}
     model = METHODS.get(method).attach(backbone, options)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     with tempfile.TemporaryDirectory() as out:
         METHODS.get(method).save(model, Path(out))
         size = sum(f.stat().st_size for f in Path(out).iterdir() if f.suffix in (".safetensors", ".json"))
-    return {"variant": label, "trainable": trainable, "bytes": size, "total": backbone.num_parameters()}
+    return {"variant": label, "trainable": trainable, "bytes": size, "total": total}
 
 
 def table(name: str, rows: list[dict]) -> str:
-    total = next(r["total"] for r in rows if r.get("total"))
+    total = rows[0]["total"]
     lines = [f"**{name}** ({total / 1e6:.1f} M parameters)", "",
              "| method | trainable | % of backbone | adapter size |", "|---|---:|---:|---:|"]  # fmt: skip
     for r in rows:
