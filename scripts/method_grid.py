@@ -57,7 +57,7 @@ def table(rows: list[dict], task: str) -> str:
     headline = TASKS[task][1]
     extra = sorted({k for r in rows for k in r["test"]} - {headline})
     lines = [f"**{task}** on {rows[0]['backbone']} ({rows[0]['utterances']} test utterances)", "",
-             f"| method | trainable | adapter | train s | {headline} | " + " | ".join(extra) + " |",
+             f"| method | trainable | adapter | s to best | {headline} | " + " | ".join(extra) + " |",
              "|---|---:|---:|---:|---:|" + "---:|" * len(extra)]  # fmt: skip
     for r in rows:
         cells = [f"{r['test'].get(k, float('nan')):.3f}" for k in (headline, *extra)]
