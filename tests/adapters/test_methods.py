@@ -47,6 +47,17 @@ def test_lora_parameter_count_follows_the_formula(tiny_backbone_dirs):
     )
 
 
+def test_adalora_parameter_count_follows_the_formula(tiny_backbone_dirs):
+    """Each targeted matrix starts at init_r: A (init_r x in), B (out x init_r) and the singular values E."""
+    backbone = load_frozen(tiny_backbone_dirs["whisper"], "asr", "fp32", device="cpu")
+    targets = [m for name, m in backbone.model.named_modules() if name.rsplit(".", 1)[-1] in ("q_proj", "v_proj")]
+    model = METHODS.get("adalora").attach(backbone, METHODS_OPTIONS)
+    init_r = max(METHODS_OPTIONS.rank + 1, METHODS_OPTIONS.rank * 3 // 2)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == sum(
+        init_r * (m.in_features + m.out_features + 1) for m in targets
+    )
+
+
 @pytest.mark.slow
 def test_adalora_reallocates_ranks_while_training(tiny_backbone_dirs, corpus, tmp_path):
     record = train(options(tmp_path, tiny_backbone_dirs["whisper"], corpus, method="adalora", steps=24,
