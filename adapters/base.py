@@ -20,6 +20,7 @@ from speechpeft.backbones import FrozenBackbone
 from speechpeft.registry import Registry
 
 WEIGHTS_FILE, CONFIG_FILE = "adapter_model.safetensors", "adapter_config.json"
+BOTTLENECK_STYLES = ("pfeiffer", "houlsby")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class AdapterOptions:
             raise ValueError("adapter options need rank >= 1, alpha > 0, 0 <= dropout < 1 and steps >= 1")
         if self.prefix_length < 1 or self.reduction_factor < 1:
             raise ValueError("--prefix-length and --reduction-factor must be positive")
+        if self.bottleneck_style not in BOTTLENECK_STYLES:
+            raise ValueError(f"--bottleneck-style {self.bottleneck_style!r}: choose {' or '.join(BOTTLENECK_STYLES)}")
 
 
 @dataclass(frozen=True)

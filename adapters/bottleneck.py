@@ -20,10 +20,8 @@ import peft
 import torch
 from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, check_target_module_exists
 
-from speechpeft.adapters.base import AdapterOptions, own_files_method, register_method
+from speechpeft.adapters.base import BOTTLENECK_STYLES, AdapterOptions, own_files_method, register_method
 from speechpeft.backbones import FrozenBackbone
-
-STYLES = ("pfeiffer", "houlsby")
 
 
 @dataclass
@@ -36,8 +34,8 @@ class BottleneckConfig(peft.PeftConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.style not in STYLES:
-            raise ValueError(f"unknown bottleneck style {self.style!r}; valid: {', '.join(STYLES)}")
+        if self.style not in BOTTLENECK_STYLES:
+            raise ValueError(f"unknown bottleneck style {self.style!r}; valid: {', '.join(BOTTLENECK_STYLES)}")
         if self.reduction_factor < 1:
             raise ValueError("--reduction-factor must be >= 1")
 

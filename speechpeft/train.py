@@ -20,7 +20,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from speechpeft.adapter_dir import save_adapter
-from speechpeft.adapters.base import AdapterMethod, AdapterOptions, trainable_parameters
+from speechpeft.adapters.base import AdapterMethod, trainable_parameters
 from speechpeft.adapters.catalog import METHODS, check_supported
 from speechpeft.backbones import FrozenBackbone, load_frozen
 from speechpeft.backbones.fingerprint import local_weights_dir, weights_fingerprint
@@ -73,17 +73,9 @@ def prepare_run(options: TrainOptions) -> Run:
     check_supported(options.method, backbone.spec.family)
     if options.gradient_checkpointing:  # non-reentrant: works with frozen inputs and with PEFT's wrappers
         backbone.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model = method.attach(backbone, adapter_options(options))
+    model = method.attach(backbone, options.adapter_options())
     record = _record(options, backbone, labels, trainable_parameters(model), len(train_rows), len(validation_rows))
     return Run(options, entry, method, task, model, train_rows, validation_rows, record)
-
-
-def adapter_options(options: TrainOptions) -> AdapterOptions:
-    return AdapterOptions(
-        rank=options.rank, steps=options.steps, prefix_length=options.prefix_length,
-        prefix_encoder=options.prefix_encoder, bottleneck_style=options.bottleneck_style,
-        reduction_factor=options.reduction_factor,
-    )  # fmt: skip
 
 
 def train(options: TrainOptions, progress: bool = True) -> dict:

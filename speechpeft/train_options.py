@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from speechpeft.options import help_text as _help
+
+if TYPE_CHECKING:  # the CLI imports this module for --help: no torch at import time
+    from speechpeft.adapters.base import AdapterOptions
 
 
 @dataclass(frozen=True)
@@ -64,16 +68,22 @@ class TrainOptions:
 
             object.__setattr__(self, "out", adapter_path(self.name, self.store))
         _check_destination(self.out, self.validation_split == self.split)
-        if min(self.steps, self.batch_size, self.eval_every, self.patience, self.rank, self.prefix_length,
-               self.reduction_factor) < 1:  # fmt: skip
-            raise ValueError("--steps, --batch-size, --eval-every, --patience, --rank, --prefix-length and "
-                             "--reduction-factor must be positive")  # fmt: skip
-        if self.bottleneck_style not in ("pfeiffer", "houlsby"):
-            raise ValueError(f"--bottleneck-style {self.bottleneck_style!r}: choose pfeiffer or houlsby")
+        if min(self.steps, self.batch_size, self.eval_every, self.patience, self.rank) < 1:
+            raise ValueError("--steps, --batch-size, --eval-every, --patience and --rank must be positive")
+        self.adapter_options()  # the method's own checks, before any data or weights load
         if not 0 < self.validation_fraction < 1:
             raise ValueError("--validation-fraction must be between 0 and 1")
         if self.precision not in ("fp32", "bf16", "int8", "auto"):
             raise ValueError("--precision must be fp32, bf16, int8 or auto")
+
+    def adapter_options(self) -> AdapterOptions:
+        """The knobs the adapter method reads (it validates them)."""
+        from speechpeft.adapters.base import AdapterOptions
+
+        return AdapterOptions(
+            rank=self.rank, steps=self.steps, prefix_length=self.prefix_length, prefix_encoder=self.prefix_encoder,
+            bottleneck_style=self.bottleneck_style, reduction_factor=self.reduction_factor,
+        )  # fmt: skip
 
 
 def _check_destination(out: Path, validating_on_training_rows: bool) -> None:
