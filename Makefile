@@ -12,7 +12,7 @@ APT_PACKAGES := ffmpeg sox espeak-ng flite festival festvox-kallpc16k festvox-us
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CORPUS_UTTERANCES ?= 2000
 
-.PHONY: setup system-packages test lint format corpus pretrain-corpus pretrain-whisper pretrain-speecht5 \
+.PHONY: setup system-packages test lint format corpus pretrain-corpus whisper-corpus pretrain-whisper pretrain-speecht5 \
 	ship-backbones benchmark clean
 
 setup: system-packages $(STAMP)
@@ -48,13 +48,26 @@ corpus: setup
 
 # Pretraining the built-in backbones (hours of CPU; each resumes from its checkpoint when rerun).
 PRETRAIN_CORPUS := data/pretrain-corpus
+WHISPER_STAGE2 := --steps 4000 --lr 6e-4 --warmup 200 --curriculum-steps 1 --freq-masks 2 --time-masks 2 \
+	--label-smoothing 0.1
 pretrain-corpus: setup
 	test -f $(PRETRAIN_CORPUS)/dataset_dict.json || $(BIN)/speechpeft data synth --hours 8 --seed 0 \
 		--splits pretrain=0.88 adapt=0.04 test=0.08 --kinds sentence=0.75 command=0.2 keyword=0.05 \
 		--out $(PRETRAIN_CORPUS)
 
-pretrain-whisper: pretrain-corpus
-	$(BIN)/speechpeft backbones pretrain tiny-whisper --corpus $(PRETRAIN_CORPUS) --out runs/tiny-whisper --steps 8000
+# tiny-whisper in two stages: from scratch on the 8 h corpus, then on every training sentence of a 20 h corpus
+# (a superset of the 8 h one: same seed, so the same first utterances) with SpecAugment and label smoothing.
+WHISPER_CORPUS := data/pretrain-corpus-20h
+whisper-corpus: setup
+	test -f $(WHISPER_CORPUS)/dataset_dict.json || $(BIN)/speechpeft data synth --hours 20 --seed 0 \
+		--splits pretrain=0.88 adapt=0.04 test=0.08 --kinds sentence=0.75 command=0.2 keyword=0.05 \
+		--out $(WHISPER_CORPUS)
+
+pretrain-whisper: pretrain-corpus whisper-corpus
+	test -f runs/tiny-whisper/model/config.json || $(BIN)/speechpeft backbones pretrain tiny-whisper \
+		--corpus $(PRETRAIN_CORPUS) --out runs/tiny-whisper --steps 8000
+	$(BIN)/speechpeft backbones pretrain tiny-whisper --corpus $(WHISPER_CORPUS) --out runs/tiny-whisper-2 \
+		--init-from runs/tiny-whisper/model $(WHISPER_STAGE2)
 
 pretrain-speecht5: pretrain-corpus
 	$(BIN)/speechpeft backbones pretrain tiny-speecht5 --corpus $(PRETRAIN_CORPUS) --out runs/tiny-speecht5

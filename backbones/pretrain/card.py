@@ -87,8 +87,15 @@ def training_summary(run: Path) -> dict:
     times = [c["time"] for c in curves]
     seconds = sum(b - a for a, b in itertools.pairwise(times) if b - a < SESSION_GAP_S)
     state = json.loads((run / "checkpoint" / "state.json").read_text())
-    return {"steps": state["step"], "train_hours": round(seconds / 3600, 2), "best": state["best"],
-            "options": state["options"]}  # fmt: skip
+    summary = {"steps": state["step"], "train_hours": round(seconds / 3600, 2), "best": state["best"],
+               "options": state["options"]}  # fmt: skip
+    corpus_card = Path(state["options"]["corpus"]) / "synth.json"
+    if corpus_card.exists():
+        summary["corpus"] = json.loads(corpus_card.read_text())
+    init_from = state["options"].get("init_from")
+    if init_from and (Path(init_from).parent / "curves.jsonl").exists():
+        summary["continues"] = training_summary(Path(init_from).parent)  # the stage this run started from
+    return summary
 
 
 def ship_whisper(run: Path, corpus: Path, weights_dir: Path = WEIGHTS_DIR, name: str = "tiny-whisper") -> Path:
@@ -97,7 +104,8 @@ def ship_whisper(run: Path, corpus: Path, weights_dir: Path = WEIGHTS_DIR, name:
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(run / "model", target)
     facts = {"measured": measure_whisper(target, corpus), "training": training_summary(run),
-             "corpus": json.loads((corpus / "synth.json").read_text()), "machine": machine()}  # fmt: skip
+             "corpus": json.loads((corpus / "synth.json").read_text()), "corpus_path": str(corpus),
+             "machine": machine()}  # fmt: skip
     (target / "speechpeft_card.json").write_text(json.dumps(facts, indent=1) + "\n")
     (target / "README.md").write_text(whisper_card(target, facts))
     return target

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 from speechpeft.backbones.inspect import count_safetensors_parameters
+from speechpeft.options import flag
 
 
 def whisper_card(directory: Path, facts: dict) -> str:
     config = json.loads((directory / "config.json").read_text())
-    training, measured, corpus = facts["training"], facts["measured"], facts["corpus"]
-    options = training["options"]
+    training, measured = facts["training"], facts["measured"]
     parameters = count_safetensors_parameters(directory)
     lines = [
         *_front_matter("automatic-speech-recognition", "whisper", "speechpeft/tiny-whisper"),
@@ -22,19 +23,8 @@ def whisper_card(directory: Path, facts: dict) -> str:
         f"English speech. Input: 80 log-mel bins, a {measured['window_seconds']:.0f} s window. Prompt: English-only "
         "Whisper (`<|startoftranscript|><|notimestamps|>`). Weights stored in float16.", "",
         "## Training", "",
-        f"{training['steps']} steps of batch {options['batch_size']} in {training['train_hours']} h on "
-        f"{facts['machine']}; AdamW, peak learning rate {options['lr']}, loss = "
-        f"{1 - options['ctc_weight']:.1f} x attention + {options['ctc_weight']:.1f} x CTC (an encoder CTC head, "
-        f"not shipped), longest clip growing from {options['curriculum_start_seconds']} s to "
-        f"{options['chunk_seconds']} s over {options['curriculum_steps']} steps, precision {options['precision']}. "
-        f"Best step by WER on held-out sentences: {training['best']['step']}.", "",
-        f"Data: the *pretrain* split of a speechpeft synthetic corpus ({_hours(corpus, 'pretrain')} h, "
-        f"{len(corpus['splits']['pretrain']['voices'])} espeak-ng voices: "
-        f"{', '.join(corpus['splits']['pretrain']['voices'])}). Reproduce:", "", "```bash",
-        _synth_command(corpus["options"]),
-        f"speechpeft backbones pretrain tiny-whisper --corpus data/pretrain-corpus --out runs/tiny-whisper "
-        f"--steps {options['steps']} --seed {options['seed']}",
-        "speechpeft backbones ship tiny-whisper --run runs/tiny-whisper --corpus data/pretrain-corpus", "```", "",
+        *_whisper_stages(training, facts["machine"]),
+        "Reproduce:", "", "```bash", *_reproduce_whisper(training, facts), "```", "",
         "## Results", "",
         f"On the corpus's *test* split: sentences and commands never seen in training (keywords are the same ten "
         f"words), clips up to the {measured['window_seconds']:.0f} s window "
@@ -51,6 +41,54 @@ def whisper_card(directory: Path, facts: dict) -> str:
               f"{measured['real_time_factor']}.", "", "Examples:", ""]  # fmt: skip
     lines += [f"- {e['voice']}: `{e['reference']}` → `{e['hypothesis']}`" for e in measured["examples"]]
     return "\n".join(lines) + "\n"
+
+
+def _stage_chain(training: dict) -> list[dict]:
+    """The training stages, first to last (a stage that continued another names it in "continues")."""
+    return [*_stage_chain(training["continues"]), training] if "continues" in training else [training]
+
+
+def _whisper_stages(training: dict, machine: str) -> list[str]:
+    lines = []
+    for number, stage in enumerate(_stage_chain(training), 1):
+        options, corpus = stage["options"], stage.get("corpus")
+        start = "continuing the stage before" if options.get("init_from") else "from scratch"
+        extras = []
+        if options.get("freq_masks") or options.get("time_masks"):
+            extras.append(f"SpecAugment ({options['freq_masks']} band and {options['time_masks']} time masks a clip)")
+        if options.get("label_smoothing"):
+            extras.append(f"label smoothing {options['label_smoothing']}")
+        lines += [
+            f"**Stage {number}**, {start}: {stage['steps']} steps of batch {options['batch_size']} in "
+            f"{stage['train_hours']} h on {machine}; AdamW, peak learning rate {options['lr']}, loss = "
+            f"{1 - options['ctc_weight']:.1f} x attention + {options['ctc_weight']:.1f} x CTC (an encoder CTC head, "
+            f"not shipped), longest clip growing from {options['curriculum_start_seconds']} s to "
+            f"{options['chunk_seconds']} s over {options['curriculum_steps']} steps, precision {options['precision']}"
+            f"{''.join(', ' + e for e in extras)}. Best step by WER on held-out sentences: {stage['best']['step']}.",
+            "",
+        ]  # fmt: skip
+        if corpus:
+            voices = corpus["splits"]["pretrain"]["voices"]
+            lines += [f"Data: the *pretrain* split of `{options['corpus']}` ({_hours(corpus, 'pretrain')} h, "
+                      f"{len(voices)} espeak-ng voices: {', '.join(voices)}).", ""]  # fmt: skip
+    return lines
+
+
+def _reproduce_whisper(training: dict, facts: dict) -> list[str]:
+    from speechpeft.backbones.pretrain.options import WhisperPretrainOptions
+
+    defaults = {f.name: f.default for f in dataclasses.fields(WhisperPretrainOptions)}
+    stages = _stage_chain(training)
+    commands = [_synth_command(s["corpus"]["options"], s["options"]["corpus"]) for s in stages if "corpus" in s]
+    for stage in stages:
+        options = stage["options"]
+        flags = [f"{flag(k)} {v}" for k, v in options.items()
+                 if k not in ("corpus", "out", "threads", "precision") and v != defaults.get(k)]  # fmt: skip
+        commands.append(f"speechpeft backbones pretrain tiny-whisper --corpus {options['corpus']} "
+                        f"--out {options['out']} {' '.join(flags)}".rstrip())  # fmt: skip
+    run = stages[-1]["options"]["out"]
+    ship = f"speechpeft backbones ship tiny-whisper --run {run} --corpus {facts['corpus_path']}"
+    return [*dict.fromkeys(commands), ship]
 
 
 def speecht5_card(directory: Path, facts: dict) -> str:
@@ -102,7 +140,7 @@ def _hours(corpus: dict, split: str) -> float:
     return corpus["splits"][split]["hours"]
 
 
-def _synth_command(options: dict) -> str:
+def _synth_command(options: dict, out: str = "data/pretrain-corpus") -> str:
     size = f"--utterances {options['utterances']}" if options["utterances"] else f"--hours {options['hours']}"
     return (f"speechpeft data synth {size} --seed {options['seed']} --splits {' '.join(options['splits'])} "
-            f"--kinds {' '.join(options['kinds'])} --out data/pretrain-corpus")  # fmt: skip
+            f"--kinds {' '.join(options['kinds'])} --out {out}")  # fmt: skip

@@ -58,6 +58,22 @@ class WhisperPretrainOptions(PretrainOptions):
     ctc_weight: float = field(default=0.3, metadata=_help("weight of the auxiliary CTC loss"))
     curriculum_steps: int = field(default=1500, metadata=_help("steps over which the longest clip grows"))
     curriculum_start_seconds: float = field(default=2.5, metadata=_help("longest clip at step 0"))
+    init_from: Path | None = field(
+        default=None,
+        metadata=_help("continue from this exported model (a run's model/ dir): its weights, shape and tokenizer"),
+    )
+    freq_masks: int = field(default=0, metadata=_help("SpecAugment: mel-band masks per clip (up to 10 bins each)"))
+    time_masks: int = field(default=0, metadata=_help("SpecAugment: time masks per clip (up to 5%% of it each)"))
+    label_smoothing: float = field(default=0.0, metadata=_help("label smoothing of the decoder's cross-entropy"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if min(self.freq_masks, self.time_masks) < 0 or not 0 <= self.label_smoothing < 1:
+            raise ValueError("--freq-masks and --time-masks must be >= 0, --label-smoothing in [0, 1)")
+        if self.init_from is not None and not (Path(self.init_from) / "config.json").exists():
+            raise ValueError(
+                f"--init-from {self.init_from}: no config.json there; point it at a finished run's model/ directory"
+            )
 
 
 @dataclass(frozen=True)

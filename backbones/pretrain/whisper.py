@@ -72,8 +72,9 @@ def prepare(options: WhisperPretrainOptions) -> Prepared:
     train_rows = corpus["pretrain"].filter(lambda d: d <= longest, input_columns="duration")
     data = options.out / "data"
     data.mkdir(parents=True, exist_ok=True)
-    if (data / "tokenizer").exists():
-        tokenizer = transformers.WhisperTokenizerFast.from_pretrained(data / "tokenizer")
+    if (data / "tokenizer").exists() or options.init_from:
+        tokenizer = transformers.WhisperTokenizerFast.from_pretrained(options.init_from or data / "tokenizer")
+        tokenizer.save_pretrained(data / "tokenizer")
     else:
         tokenizer = tok.train_whisper_tokenizer(list(train_rows["text"]), options.vocab_size)
         tokenizer.save_pretrained(data / "tokenizer")
@@ -97,27 +98,53 @@ def batch_indices(options: WhisperPretrainOptions, durations: np.ndarray, step: 
     return np.sort(rng.choice(eligible, size=min(options.batch_size, len(eligible)), replace=False))
 
 
-def make_batch(prepared: Prepared, indices: np.ndarray) -> dict[str, torch.Tensor]:
+def spec_augment(features: np.ndarray, durations: np.ndarray, options: WhisperPretrainOptions,
+                 rng: np.random.Generator) -> np.ndarray:  # fmt: skip
+    """SpecAugment without time warping: zero random mel bands and spans of each clip's speech, in place.
+
+    Zero is the normalised log-mel's middle, so a mask reads as a flat, uninformative patch; the decoder
+    can no longer recite a memorised sentence from a few clear frames.
+    """
+    for row, seconds in enumerate(durations):
+        frames = int(seconds * FRAMES_PER_SECOND)
+        for _ in range(options.freq_masks):
+            width = rng.integers(0, 11)
+            start = rng.integers(0, MEL_BINS - width + 1)
+            features[row, start : start + width, :frames] = 0
+        for _ in range(options.time_masks):
+            width = rng.integers(0, max(1, frames // 20) + 1)
+            start = rng.integers(0, max(1, frames - width + 1))
+            features[row, :, start : start + width] = 0
+    return features
+
+
+def make_batch(prepared: Prepared, indices: np.ndarray, options: WhisperPretrainOptions,
+               step: int) -> dict[str, torch.Tensor]:  # fmt: skip
     texts = [prepared.train.texts[i] for i in indices]
     ids = [prepared.tokenizer(t).input_ids[1:] for t in texts]  # drop <|startoftranscript|>: the model prepends it
     ctc = [prepared.tokenizer(t, add_special_tokens=False).input_ids for t in texts]
     labels = torch.full((len(ids), max(map(len, ids))), -100)
     for row, seq in enumerate(ids):
         labels[row, : len(seq)] = torch.tensor(seq)
-    frames = torch.from_numpy(prepared.train.durations[indices] * FRAMES_PER_SECOND / 2).ceil().long()
+    durations = prepared.train.durations[indices]
+    features = np.asarray(prepared.train.features[indices], dtype=np.float32)
+    features = spec_augment(features, durations, options, np.random.default_rng([options.seed, step, 1]))
     return {
-        "input_features": torch.from_numpy(np.asarray(prepared.train.features[indices], dtype=np.float32)),
+        "input_features": torch.from_numpy(features),
         "labels": labels,
         "ctc_targets": torch.tensor([t for seq in ctc for t in seq]),
         "ctc_target_lengths": torch.tensor([len(seq) for seq in ctc]),
-        "encoder_lengths": frames,
+        "encoder_lengths": torch.from_numpy(durations * FRAMES_PER_SECOND / 2).ceil().long(),
     }
 
 
-def losses(model, ctc_head: torch.nn.Linear, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def losses(model, ctc_head: torch.nn.Linear, batch: dict[str, torch.Tensor],
+           label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """Attention (decoder cross-entropy) and CTC losses from one encoder pass."""
     encoded = model.model.encoder(batch["input_features"]).last_hidden_state
-    attention = model(encoder_outputs=(encoded,), labels=batch["labels"]).loss
+    logits = model(encoder_outputs=(encoded,), labels=batch["labels"]).logits
+    attention = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(),
+                                                  ignore_index=-100, label_smoothing=label_smoothing)  # fmt: skip
     log_probs = ctc_head(encoded).float().log_softmax(-1).transpose(0, 1)  # [frames, batch, vocab + blank]
     lengths = batch["encoder_lengths"].clamp(max=encoded.shape[1])
     ctc = torch.nn.functional.ctc_loss(log_probs, batch["ctc_targets"], lengths, batch["ctc_target_lengths"],
@@ -148,11 +175,19 @@ def evaluate(model, prepared: Prepared, precision: str) -> dict[str, float]:
 def build_model(
     options: WhisperPretrainOptions, tokenizer
 ) -> tuple[transformers.WhisperForConditionalGeneration, torch.nn.Linear]:
+    """A fresh model from the options' shape, or the `--init-from` model; the CTC head is always new."""
     torch.manual_seed(options.seed)
-    config = whisper_config(options, tokenizer)
-    model = transformers.WhisperForConditionalGeneration(config)
-    model.generation_config = generation_config(config, tokenizer)
-    ctc_head = torch.nn.Linear(options.d_model, len(tokenizer) + 1)  # last class: the CTC blank
+    if options.init_from:
+        model = transformers.WhisperForConditionalGeneration.from_pretrained(
+            options.init_from, torch_dtype=torch.float32, use_safetensors=True
+        )
+    else:
+        model = transformers.WhisperForConditionalGeneration(whisper_config(options, tokenizer))
+        model.generation_config = generation_config(model.config, tokenizer)
+    if model.config.max_source_positions * 2 != options.chunk_seconds * FRAMES_PER_SECOND:
+        raise ValueError(f"--init-from {options.init_from} takes {model.config.max_source_positions * 2} frames: "
+                         f"pass the --chunk-seconds it was trained with")  # fmt: skip
+    ctc_head = torch.nn.Linear(model.config.d_model, len(tokenizer) + 1)  # last class: the CTC blank
     return model, ctc_head
 
 
@@ -163,9 +198,8 @@ def pretrain_whisper(options: WhisperPretrainOptions) -> dict:
     model, ctc_head = build_model(options, prepared.tokenizer)
 
     def step_losses(step: int) -> dict[str, torch.Tensor]:
-        attention, ctc = losses(
-            model, ctc_head, make_batch(prepared, batch_indices(options, prepared.train.durations, step))
-        )
+        batch = make_batch(prepared, batch_indices(options, prepared.train.durations, step), options, step)
+        attention, ctc = losses(model, ctc_head, batch, options.label_smoothing)
         return {
             "loss": (1 - options.ctc_weight) * attention + options.ctc_weight * ctc,
             "attention": attention,

@@ -54,9 +54,23 @@ def test_pretrain_trains_exports_resumes_and_ships(corpus, tmp_path, monkeypatch
     facts = json.loads((shipped / "speechpeft_card.json").read_text())
     assert facts["training"]["steps"] == 6 and "pretrain/all" in facts["measured"]["scores"]
     assert "| pretrain voices | all |" in card and "| adaptation voices | all |" in card
-    assert "speechpeft backbones pretrain tiny-whisper --corpus data/pretrain-corpus" in card
+    assert f"speechpeft backbones pretrain tiny-whisper --corpus {corpus} --out {tmp_path / 'run'} --steps 6" in card
     monkeypatch.setattr(builtin, "WEIGHTS_DIR", tmp_path / "weights")
     assert load_frozen("speechpeft/tiny-whisper", "asr", "fp32", device="cpu").source == str(shipped)
+
+    stage2 = recipe.WhisperPretrainOptions(**{**options.__dict__, "out": tmp_path / "stage2", "steps": 2,
+                                              "init_from": tmp_path / "run" / "model", "freq_masks": 2,
+                                              "time_masks": 2, "label_smoothing": 0.1})  # fmt: skip
+    tokenizer = transformers.WhisperTokenizerFast.from_pretrained(tmp_path / "run" / "model")
+    continued, _ = recipe.build_model(stage2, tokenizer)
+    pairs = zip(continued.state_dict().values(), backbone.model.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b.float()) for a, b in pairs)
+    assert recipe.pretrain_whisper(stage2)["step"] == 2
+    kept = transformers.WhisperTokenizerFast.from_pretrained(tmp_path / "stage2" / "data" / "tokenizer")
+    assert kept.get_vocab() == tokenizer.get_vocab()
+    card = (ship_whisper(tmp_path / "stage2", corpus, weights_dir=tmp_path / "weights") / "README.md").read_text()
+    assert "**Stage 1**, from scratch: 6 steps" in card and "**Stage 2**, continuing the stage before: 2 steps" in card
+    assert f"--init-from {tmp_path / 'run' / 'model'} --freq-masks 2 --time-masks 2 --label-smoothing 0.1" in card
 
 
 def test_whisper_generate_decodes_like_plain_greedy_search():
@@ -131,3 +145,33 @@ def test_a_finished_run_without_its_optimizer_state_is_not_silently_restarted(tm
     (checkpoint / "state.json").write_text('{"step": 8000}')
     with pytest.raises(FileExistsError, match="pretrain into a new --out directory"):
         resumable(checkpoint)
+
+
+def test_spec_augment_masks_only_the_speech_and_is_seeded():
+    options = recipe.WhisperPretrainOptions(corpus="c", out="o", freq_masks=2, time_masks=3)
+    features = np.ones((4, 80, 600), dtype=np.float32)
+    durations = np.array([2.0, 3.5, 5.0, 6.0])
+    masked = recipe.spec_augment(features.copy(), durations, options, np.random.default_rng(3))
+    assert np.array_equal(masked, recipe.spec_augment(features.copy(), durations, options, np.random.default_rng(3)))
+    assert (masked[0, :, 200:] == 1).all()  # nothing past the 2 s of speech (the padding stays as it was)
+    assert 0 < (masked == 0).mean() < 0.35
+    plain = recipe.WhisperPretrainOptions(corpus="c", out="o")
+    assert np.array_equal(recipe.spec_augment(features.copy(), durations, plain, np.random.default_rng(3)), features)
+
+
+def test_smoothed_loss_without_smoothing_is_whisper_own_loss():
+    tokenizer = train_whisper_tokenizer(["turn on the lights", "what time is it"], 300)
+    model, ctc_head = recipe.build_model(recipe.WhisperPretrainOptions(corpus="c", out="o", **TINY), tokenizer)
+    labels = torch.tensor([[5, 6, 7, -100], [8, 9, 10, 11]])
+    batch = {"input_features": torch.randn(2, 80, 400), "labels": labels, "ctc_targets": torch.tensor([5, 6, 8]),
+             "ctc_target_lengths": torch.tensor([2, 1]), "encoder_lengths": torch.tensor([150, 200])}  # fmt: skip
+    model.eval()
+    attention, _ = recipe.losses(model, ctc_head, batch)
+    assert attention.item() == pytest.approx(model(input_features=batch["input_features"], labels=labels).loss.item())
+    smoothed, _ = recipe.losses(model, ctc_head, batch, label_smoothing=0.1)
+    assert smoothed.item() != pytest.approx(attention.item())
+
+
+def test_init_from_must_be_an_exported_model(tmp_path):
+    with pytest.raises(ValueError, match="point it at a finished run's model/ directory"):
+        recipe.WhisperPretrainOptions(corpus="c", out="o", init_from=tmp_path)
