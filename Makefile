@@ -73,8 +73,8 @@ pretrain-speecht5: pretrain-corpus
 	$(BIN)/speechpeft backbones pretrain tiny-speecht5 --corpus $(PRETRAIN_CORPUS) --out runs/tiny-speecht5
 
 # Measure the finished runs on the test split, copy them into the package and write their model cards.
-ship-backbones: pretrain-corpus
-	$(BIN)/speechpeft backbones ship tiny-whisper --run runs/tiny-whisper --corpus $(PRETRAIN_CORPUS)
+ship-backbones: pretrain-corpus whisper-corpus
+	$(BIN)/speechpeft backbones ship tiny-whisper --run runs/tiny-whisper-2 --corpus $(WHISPER_CORPUS)
 	$(BIN)/speechpeft backbones ship tiny-speecht5 --run runs/tiny-speecht5 --corpus $(PRETRAIN_CORPUS)
 
 benchmark: setup

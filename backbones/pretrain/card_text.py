@@ -62,8 +62,7 @@ def _whisper_stages(training: dict, machine: str) -> list[str]:
             f"**Stage {number}**, {start}: {stage['steps']} steps of batch {options['batch_size']} in "
             f"{stage['train_hours']} h on {machine}; AdamW, peak learning rate {options['lr']}, loss = "
             f"{1 - options['ctc_weight']:.1f} x attention + {options['ctc_weight']:.1f} x CTC (an encoder CTC head, "
-            f"not shipped), longest clip growing from {options['curriculum_start_seconds']} s to "
-            f"{options['chunk_seconds']} s over {options['curriculum_steps']} steps, precision {options['precision']}"
+            f"not shipped), {_curriculum(options)}, precision {options['precision']}"
             f"{''.join(', ' + e for e in extras)}. Best step by WER on held-out sentences: {stage['best']['step']}.",
             "",
         ]  # fmt: skip
@@ -72,6 +71,13 @@ def _whisper_stages(training: dict, machine: str) -> list[str]:
             lines += [f"Data: the *pretrain* split of `{options['corpus']}` ({_hours(corpus, 'pretrain')} h, "
                       f"{len(voices)} espeak-ng voices: {', '.join(voices)}).", ""]  # fmt: skip
     return lines
+
+
+def _curriculum(options: dict) -> str:
+    if options["curriculum_steps"] <= 1:
+        return f"clips up to {options['chunk_seconds']} s from the first step"
+    return (f"longest clip growing from {options['curriculum_start_seconds']} s to {options['chunk_seconds']} s "
+            f"over {options['curriculum_steps']} steps")  # fmt: skip
 
 
 def _reproduce_whisper(training: dict, facts: dict) -> list[str]:
