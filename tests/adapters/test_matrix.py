@@ -82,4 +82,6 @@ def test_matrix(family, task, variant, corpus, tiny_backbone_dirs, tmp_path):
 
     save_adapter(model, options.out, run.record, run.method.save)
     _, reloaded, _ = load_trained(options.out, device="cpu")
-    assert torch.equal(seeded_loss(run, reloaded, batch), after)
+    # Not bit-equal: the reloaded weights sit at new addresses, and oneDNN/MKL kernels can round differently
+    # with alignment (a wavlm/full case once differed in the last bits). A missing or wrong tensor moves it far more.
+    torch.testing.assert_close(seeded_loss(run, reloaded, batch), after, rtol=1e-5, atol=0)
