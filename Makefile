@@ -48,8 +48,6 @@ corpus: setup
 
 # Pretraining the built-in backbones (hours of CPU; each resumes from its checkpoint when rerun).
 PRETRAIN_CORPUS := data/pretrain-corpus
-WHISPER_STAGE2 := --steps 4000 --lr 6e-4 --warmup 200 --curriculum-steps 1 --freq-masks 2 --time-masks 2 \
-	--label-smoothing 0.1
 pretrain-corpus: setup
 	test -f $(PRETRAIN_CORPUS)/dataset_dict.json || $(BIN)/speechpeft data synth --hours 8 --seed 0 \
 		--splits pretrain=0.88 adapt=0.04 test=0.08 --kinds sentence=0.75 command=0.2 keyword=0.05 \
@@ -58,6 +56,8 @@ pretrain-corpus: setup
 # tiny-whisper in two stages: from scratch on the 8 h corpus, then on every training sentence of a 20 h corpus
 # (a superset of the 8 h one: same seed, so the same first utterances) with SpecAugment and label smoothing.
 WHISPER_CORPUS := data/pretrain-corpus-20h
+WHISPER_STAGE2 := --steps 4000 --lr 6e-4 --warmup 200 --curriculum-steps 1 --freq-masks 2 --time-masks 2 \
+	--label-smoothing 0.1
 whisper-corpus: setup
 	test -f $(WHISPER_CORPUS)/dataset_dict.json || $(BIN)/speechpeft data synth --hours 20 --seed 0 \
 		--splits pretrain=0.88 adapt=0.04 test=0.08 --kinds sentence=0.75 command=0.2 keyword=0.05 \

@@ -20,6 +20,10 @@ def main() -> None:
     parser.add_argument("model", type=Path, help="an exported model directory (a run's model/)")
     parser.add_argument("--corpus", type=Path, required=True, help="corpus with a test split")
     args = parser.parse_args()
+    if not (args.model / "config.json").exists():
+        parser.error(f"{args.model} has no config.json: pass an exported model dir, e.g. runs/tiny-whisper/model")
+    if not (args.corpus / "dataset_dict.json").exists():
+        parser.error(f"{args.corpus} is not a corpus: build one with `speechpeft data synth` (or make whisper-corpus)")
     scores = measure_whisper(args.model, args.corpus)["scores"]
     print(json.dumps({"model": str(args.model), "corpus": str(args.corpus), "scores": scores}, indent=1))
 

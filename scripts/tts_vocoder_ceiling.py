@@ -12,28 +12,24 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
-import datasets
 import jiwer
 import torch
 
 from speechpeft.backbones.loading import load_frozen
-from speechpeft.backbones.pretrain.card import transcribe
-from speechpeft.backbones.pretrain.card_tts import synthesise
+from speechpeft.backbones.pretrain.card_tts import hear, synthesise, voice_test_clips
 from speechpeft.backbones.vocoder import griffin_lim
 
 
 def renderings(tts: str, corpus: str, voice: str, sentences: int) -> tuple[list[str], dict[str, list]]:
-    test = datasets.load_from_disk(corpus)["test"]
-    rows = test.filter(lambda v, k: v == voice and k != "keyword", input_columns=["voice", "kind"])
-    rows = rows.select(range(min(sentences, len(rows))))
-    recordings = [clip.get_all_samples().data[0].numpy() for clip in rows["audio"]]
+    texts, recordings = voice_test_clips(Path(corpus), voice, sentences)
     extractor = load_frozen(tts, "tts", "fp32", device="cpu").processor.feature_extractor
     mels = [torch.from_numpy(extractor(audio_target=a, sampling_rate=16_000)["input_values"][0]) for a in recordings]
-    return list(rows["text"]), {
+    return texts, {
         "recordings": recordings,
         "griffin-lim of the recordings' mels": [griffin_lim(mel, extractor) for mel in mels],
-        "model mels + griffin-lim": synthesise(tts, list(rows["text"])),
+        "model mels + griffin-lim": synthesise(tts, texts),
     }
 
 
@@ -45,12 +41,13 @@ def main() -> None:
     parser.add_argument("--asr", nargs="+", default=["speechpeft/tiny-whisper"], help="listeners (ASR backbones)")
     parser.add_argument("--sentences", type=int, default=40, help="held-out sentences")
     args = parser.parse_args()
+    if not (Path(args.corpus) / "dataset_dict.json").exists():
+        parser.error(f"{args.corpus} is not a corpus: build one with `make pretrain-corpus`")
     texts, audio = renderings(args.tts, args.corpus, args.voice, args.sentences)
     for asr in args.asr:
         listener = load_frozen(asr, "asr", "fp32", device="cpu")
         for name, clips in audio.items():
-            heard = [transcribe(listener, [clip])[0][0] for clip in clips]
-            cer = round(jiwer.cer(texts, heard), 3)
+            cer = round(jiwer.cer(texts, hear(listener, clips)), 3)
             print(json.dumps({"asr": asr, "audio": name, "sentences": len(texts), "cer": cer}))
 
 

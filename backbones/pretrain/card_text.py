@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from speechpeft.backbones.inspect import count_safetensors_parameters
+from speechpeft.backbones.pretrain.options import WhisperPretrainOptions
 from speechpeft.options import flag
 
 
@@ -81,8 +82,6 @@ def _curriculum(options: dict) -> str:
 
 
 def _reproduce_whisper(training: dict, facts: dict) -> list[str]:
-    from speechpeft.backbones.pretrain.options import WhisperPretrainOptions
-
     defaults = {f.name: f.default for f in dataclasses.fields(WhisperPretrainOptions)}
     stages = _stage_chain(training)
     commands = [_synth_command(s["corpus"]["options"], s["options"]["corpus"]) for s in stages if "corpus" in s]

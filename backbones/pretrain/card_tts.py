@@ -50,16 +50,24 @@ def synthesise(model_dir: Path, texts: list[str]) -> list[np.ndarray]:
     return clips
 
 
-def measure_speecht5(model_dir: Path, corpus: Path, voice: str, asr: str, limit: int = 64) -> dict:
+def voice_test_clips(corpus: Path, voice: str, limit: int) -> tuple[list[str], list[np.ndarray]]:
+    """Up to `limit` held-out sentences and commands recorded in `voice`: their texts and 16 kHz audio."""
     test = datasets.load_from_disk(str(corpus))["test"]
     rows = test.filter(lambda v, k: v == voice and k != "keyword", input_columns=["voice", "kind"])
     rows = rows.select(range(min(limit, len(rows))))
-    texts = list(rows["text"])
+    return list(rows["text"]), [clip.get_all_samples().data[0].numpy() for clip in rows["audio"]]
+
+
+def hear(asr_backbone, clips: list[np.ndarray]) -> list[str]:
+    """The listener's transcript of each clip, one at a time (no padding shared between clips)."""
+    return [transcribe(asr_backbone, [clip])[0][0] for clip in clips]
+
+
+def measure_speecht5(model_dir: Path, corpus: Path, voice: str, asr: str, limit: int = 64) -> dict:
+    texts, references = voice_test_clips(corpus, voice, limit)
     generated = synthesise(model_dir, texts)
-    references = [clip.get_all_samples().data[0].numpy() for clip in rows["audio"]]
     asr_backbone = load_frozen(asr, "asr", "fp32", device="cpu")
-    heard = [transcribe(asr_backbone, [clip])[0][0] for clip in generated]
-    heard_reference = [transcribe(asr_backbone, [clip])[0][0] for clip in references]
+    heard, heard_reference = hear(asr_backbone, generated), hear(asr_backbone, references)
     lengths = [len(g) / len(r) for g, r in zip(generated, references, strict=True)]
     return {
         "sentences": len(texts), "voice": voice, "asr": asr,

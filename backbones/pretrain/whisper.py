@@ -19,6 +19,7 @@ import jiwer
 import numpy as np
 import torch
 import transformers
+from transformers.models.whisper.modeling_whisper import shift_tokens_right
 
 from speechpeft.backbones.pretrain import tokenizer as tok
 from speechpeft.backbones.pretrain.features import FeatureSet, build_features
@@ -72,9 +73,11 @@ def prepare(options: WhisperPretrainOptions) -> Prepared:
     train_rows = corpus["pretrain"].filter(lambda d: d <= longest, input_columns="duration")
     data = options.out / "data"
     data.mkdir(parents=True, exist_ok=True)
-    if (data / "tokenizer").exists() or options.init_from:
-        tokenizer = transformers.WhisperTokenizerFast.from_pretrained(options.init_from or data / "tokenizer")
+    if options.init_from:  # the model's vocabulary, whatever this corpus's text would give
+        tokenizer = transformers.WhisperTokenizerFast.from_pretrained(options.init_from)
         tokenizer.save_pretrained(data / "tokenizer")
+    elif (data / "tokenizer").exists():
+        tokenizer = transformers.WhisperTokenizerFast.from_pretrained(data / "tokenizer")
     else:
         tokenizer = tok.train_whisper_tokenizer(list(train_rows["text"]), options.vocab_size)
         tokenizer.save_pretrained(data / "tokenizer")
@@ -142,7 +145,9 @@ def losses(model, ctc_head: torch.nn.Linear, batch: dict[str, torch.Tensor],
            label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """Attention (decoder cross-entropy) and CTC losses from one encoder pass."""
     encoded = model.model.encoder(batch["input_features"]).last_hidden_state
-    logits = model(encoder_outputs=(encoded,), labels=batch["labels"]).logits
+    config = model.config  # the decoder input is the labels shifted right, as Whisper builds it from `labels`
+    inputs = shift_tokens_right(batch["labels"], config.pad_token_id, config.decoder_start_token_id)
+    logits = model(encoder_outputs=(encoded,), decoder_input_ids=inputs).logits  # no `labels`: no second loss
     attention = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(),
                                                   ignore_index=-100, label_smoothing=label_smoothing)  # fmt: skip
     log_probs = ctc_head(encoded).float().log_softmax(-1).transpose(0, 1)  # [frames, batch, vocab + blank]
