@@ -51,15 +51,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="pretraining run directory (with model/ and data/)")
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 4], help="beam widths to compare")
+    parser.add_argument("--model", type=Path, help="decode with this exported model instead of RUN/model "
+                        "(e.g. an earlier stage, on this run's utterances)")  # fmt: skip
     args = parser.parse_args()
-    model = transformers.WhisperForConditionalGeneration.from_pretrained(args.run / "model", dtype=torch.float32)
-    tokenizer = transformers.WhisperTokenizerFast.from_pretrained(args.run / "model")
+    model_dir = args.model or args.run / "model"
+    model = transformers.WhisperForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
+    tokenizer = transformers.WhisperTokenizerFast.from_pretrained(model_dir)
     test = load_features(args.run / "data" / "test-pretrain.npy")
-    seen = {w for t in json.loads((args.run / "data" / "train.json").read_text())["texts"] for w in t.split()}
+    training_texts = set(json.loads((args.run / "data" / "train.json").read_text())["texts"])
+    seen = {w for t in training_texts for w in t.split()}
     for beams in args.beams:
         hypotheses = decode(model.eval(), tokenizer, test.features, beams)
         errors = unseen_word_errors(test.texts, hypotheses, seen)
-        scores = {"beams": beams, "utterances": len(test), "wer": jiwer.wer(test.texts, hypotheses),
+        scores = {"model": str(model_dir), "beams": beams, "utterances": len(test),
+                  "distinct_training_texts": len(training_texts), "wer": jiwer.wer(test.texts, hypotheses),
                   "cer": jiwer.cer(test.texts, hypotheses), **errors}  # fmt: skip
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}))
 
