@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from speechpeft.backbones import FrozenBackbone
+from speechpeft.errors import InputError
 from speechpeft.registry import Registry
 
 WEIGHTS_FILE, CONFIG_FILE = "adapter_model.safetensors", "adapter_config.json"
@@ -38,11 +39,11 @@ class AdapterOptions:
 
     def __post_init__(self) -> None:
         if self.rank < 1 or self.alpha <= 0 or not 0 <= self.dropout < 1 or self.steps < 1:
-            raise ValueError("adapter options need rank >= 1, alpha > 0, 0 <= dropout < 1 and steps >= 1")
+            raise InputError("adapter options need rank >= 1, alpha > 0, 0 <= dropout < 1 and steps >= 1")
         if self.prefix_length < 1 or self.reduction_factor < 1:
-            raise ValueError("--prefix-length and --reduction-factor must be positive")
+            raise InputError("--prefix-length and --reduction-factor must be positive")
         if self.bottleneck_style not in BOTTLENECK_STYLES:
-            raise ValueError(f"--bottleneck-style {self.bottleneck_style!r}: choose {' or '.join(BOTTLENECK_STYLES)}")
+            raise InputError(f"--bottleneck-style {self.bottleneck_style!r}: choose {' or '.join(BOTTLENECK_STYLES)}")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class AdapterMethod:
     save: Callable[[torch.nn.Module, Path], None]
     load: Callable[[FrozenBackbone, Path], torch.nn.Module]
     after_step: Callable[[torch.nn.Module, int], None] | None = None  # after optimizer.step, before zero_grad
+    # why the model at a step may not be kept as the result yet (e.g. AdaLoRA before its rank budget is final)
+    pending: Callable[[torch.nn.Module, int], str | None] | None = None
 
 
 METHODS: Registry[AdapterMethod] = Registry("adapter method")
@@ -64,6 +67,18 @@ def register_method(method: AdapterMethod) -> AdapterMethod:
 
 def trainable_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def trainables_in_fp32(model: torch.nn.Module) -> None:
+    """Cast every trainable parameter to fp32 in place, whatever the backbone's precision.
+
+    They are AdamW's master weights: a bf16 task head (or a bf16 `full` model) would take bf16 optimizer steps,
+    which round away updates smaller than 2^-8 of a weight. The forward runs under bf16 autocast instead
+    (`FrozenBackbone.autocast`), as mixed-precision training does.
+    """
+    for param in model.parameters():
+        if param.requires_grad and param.is_floating_point() and param.dtype != torch.float32:
+            param.data = param.data.float()
 
 
 def trained_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:

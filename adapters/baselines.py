@@ -15,6 +15,7 @@ import torch
 
 from speechpeft.adapters.base import AdapterMethod, AdapterOptions, load_trainable, register_method, save_trainable
 from speechpeft.backbones import FrozenBackbone
+from speechpeft.errors import InputError
 
 
 def attach_frozen(backbone: FrozenBackbone, options: AdapterOptions) -> torch.nn.Module:
@@ -29,7 +30,7 @@ def attach_frozen(backbone: FrozenBackbone, options: AdapterOptions) -> torch.nn
 
 def attach_full(backbone: FrozenBackbone, options: AdapterOptions) -> torch.nn.Module:
     if backbone.precision == "int8":
-        raise ValueError("full fine-tuning cannot update int8 weights: use --precision fp32 or bf16")
+        raise InputError("full fine-tuning cannot update int8 weights: use --precision fp32 or bf16")
     for param in backbone.model.parameters():
         param.requires_grad_(True)
     return backbone.model

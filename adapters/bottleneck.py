@@ -22,6 +22,7 @@ from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, check_target_mod
 
 from speechpeft.adapters.base import BOTTLENECK_STYLES, AdapterOptions, own_files_method, register_method
 from speechpeft.backbones import FrozenBackbone
+from speechpeft.errors import InputError
 
 
 @dataclass
@@ -35,9 +36,9 @@ class BottleneckConfig(peft.PeftConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.style not in BOTTLENECK_STYLES:
-            raise ValueError(f"unknown bottleneck style {self.style!r}; valid: {', '.join(BOTTLENECK_STYLES)}")
+            raise InputError(f"unknown bottleneck style {self.style!r}; valid: {', '.join(BOTTLENECK_STYLES)}")
         if self.reduction_factor < 1:
-            raise ValueError("--reduction-factor must be >= 1")
+            raise InputError("--reduction-factor must be >= 1")
 
 
 def _width(module: torch.nn.Module) -> int:
@@ -112,7 +113,7 @@ def targets(backbone: FrozenBackbone, style: str) -> list[str]:
     if style == "houlsby":
         names += spec.get("bottleneck_attention", ())
     if not names:
-        raise ValueError(f"bottleneck adapters are not supported on the {backbone.spec.family} family")
+        raise InputError(f"bottleneck adapters are not supported on the {backbone.spec.family} family")
     return names
 
 

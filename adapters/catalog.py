@@ -6,6 +6,7 @@ from speechpeft.adapters import bottleneck as _bottleneck  # noqa: F401
 from speechpeft.adapters import lora as _lora  # noqa: F401
 from speechpeft.adapters import prefix as _prefix  # noqa: F401
 from speechpeft.adapters.base import METHODS, AdapterMethod, AdapterOptions
+from speechpeft.errors import InputError
 
 # (method, backbone family) -> why it cannot work. `check_supported` raises with the reason.
 UNSUPPORTED = {
@@ -15,7 +16,7 @@ UNSUPPORTED = {
 }
 
 
-class UnsupportedCombinationError(ValueError):
+class UnsupportedCombinationError(InputError):
     """A method that cannot work on a backbone family (see `UNSUPPORTED`)."""
 
 

@@ -20,12 +20,18 @@ def heads(backbone: FrozenBackbone) -> list[str] | None:
     return list(backbone.spec.task(backbone.task).head_modules) or None
 
 
-def wrap(backbone: FrozenBackbone, config: peft.PeftConfig) -> peft.PeftModel:
-    """PEFT-wrap the backbone (int8 backbones are first prepared for k-bit training, as PEFT requires)."""
+def wrap(
+    backbone: FrozenBackbone, config: peft.PeftConfig, model_class: type[peft.PeftModel] | None = None
+) -> peft.PeftModel:
+    """PEFT-wrap the backbone (int8 backbones are first prepared for k-bit training, as PEFT requires), in
+    `model_class` when a method needs its own `PeftModel` subclass (AdaLoRA's objective)."""
     model = backbone.model
     if backbone.precision == "int8":
         model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    return peft.get_peft_model(model, config)
+    if model_class is None:
+        return peft.get_peft_model(model, config)
+    config.base_model_name_or_path = getattr(model, "name_or_path", None) or None  # as get_peft_model records it
+    return model_class(model, config)
 
 
 def attach_lora(backbone: FrozenBackbone, options: AdapterOptions) -> peft.PeftModel:
@@ -41,8 +47,10 @@ def save_peft(model: torch.nn.Module, directory: Path) -> None:
     model.save_pretrained(str(directory), safe_serialization=True)
 
 
-def load_peft(backbone: FrozenBackbone, directory: Path) -> torch.nn.Module:
-    return peft.PeftModel.from_pretrained(backbone.model, str(directory)).eval()
+def load_peft(
+    backbone: FrozenBackbone, directory: Path, model_class: type[peft.PeftModel] = peft.PeftModel
+) -> torch.nn.Module:
+    return model_class.from_pretrained(backbone.model, str(directory)).eval()
 
 
 register_method(AdapterMethod("lora", "low-rank updates of the attention projections (PEFT)", attach_lora,

@@ -30,6 +30,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from speechpeft.adapters.base import AdapterOptions, own_files_method, register_method
 from speechpeft.backbones import FrozenBackbone
+from speechpeft.errors import InputError
 
 INTERFACE_NAME = "speechpeft_prefix"
 SLOT = "speechpeft_prefix"  # the ParameterDict on each prefixed attention module, keyed by adapter name
@@ -51,7 +52,7 @@ def plan(backbone: FrozenBackbone, encoder: bool) -> PrefixPlan:
     found = [(name, module) for name, module in backbone.model.named_modules()
              if name.rsplit(".", 1)[-1] in suffixes and hasattr(module, "k_proj")]  # fmt: skip
     if not found:
-        raise ValueError(f"prefix tuning found no self-attention to prefix in this {backbone.spec.family} model")
+        raise InputError(f"prefix tuning found no self-attention to prefix in this {backbone.spec.family} model")
     has_decoder = any(getattr(module, "is_decoder", False) for _, module in found)
     names = tuple(n for n, m in found if getattr(m, "is_decoder", False) or encoder or not has_decoder)
     route = "interface" if hasattr(found[0][1], "config") else "hooks"

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from speechpeft.directories import recover_directory
+from speechpeft.errors import MissingInputError
+
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 BUILTIN_BACKBONES = {
     "speechpeft/tiny-whisper": "tiny-whisper",
@@ -22,7 +25,7 @@ def default_backbone(task: str) -> str:
     return DEFAULT_BACKBONE_FOR_TASK.get(task, DEFAULT_BACKBONE)
 
 
-class BuiltinNotShippedError(FileNotFoundError):
+class BuiltinNotShippedError(MissingInputError):
     """A built-in backbone name whose weights are not in this install."""
 
 
@@ -32,6 +35,7 @@ def builtin_path(name: str) -> Path | None:
     if folder is None:
         return None
     path = WEIGHTS_DIR / folder
+    recover_directory(path)  # a `backbones ship` interrupted mid-swap
     if not (path / "config.json").exists():
         raise BuiltinNotShippedError(
             f"built-in backbone {name!r} is not shipped in this install ({path} is empty). Pretrain it with "

@@ -9,6 +9,12 @@ SAMPLE_RATE_16K = 16_000  # Hz
 # Module-name suffixes shared by the transformer blocks of these families.
 _ATTENTION_QV = ("q_proj", "v_proj")
 _CLASSIFY_HEAD = ("projector", "classifier")
+_CTC_VOCABULARY = (
+    "CTC speech recognition needs the checkpoint's character vocabulary (vocab.json), which pretrained-only "
+    "encoders such as facebook/wav2vec2-base do not have. Use a CTC fine-tuned checkpoint (e.g. "
+    "facebook/wav2vec2-base-960h), or add to a local copy of the checkpoint a vocab.json mapping each character "
+    'to an id below config.json\'s vocab_size, with "<pad>" (the CTC blank), "<unk>" and "|" (between words).'
+)
 
 register_backbone(
     BackboneSpec(
@@ -69,7 +75,7 @@ def _self_supervised_encoder(
         sample_rate=SAMPLE_RATE_16K,
         tasks={
             "classify": TaskModel(f"{classes}ForSequenceClassification", "Wav2Vec2FeatureExtractor", _CLASSIFY_HEAD),
-            "asr": TaskModel(f"{classes}ForCTC", "Wav2Vec2Processor", ("lm_head",)),
+            "asr": TaskModel(f"{classes}ForCTC", "Wav2Vec2Processor", ("lm_head",), processor_hint=_CTC_VOCABULARY),
         },
         target_modules={
             "lora": lora_targets,

@@ -16,13 +16,14 @@ from huggingface_hub import constants as hub_constants
 
 from speechpeft.backbones.builtin import resolve_source
 from speechpeft.backbones.spec import BackboneSpec, TaskModel, spec_for_model_type
+from speechpeft.errors import InputError, MissingInputError, UserError
 
 Precision = Literal["fp32", "bf16", "int8", "auto"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8", "auto")
 logger = logging.getLogger(__name__)
 
 
-class BackboneNotFoundError(OSError):
+class BackboneNotFoundError(UserError, OSError):
     """A backbone id that is neither a local directory nor loadable from the Hub or its cache."""
 
 
@@ -50,15 +51,27 @@ class FrozenBackbone:
         """
         return next(p.dtype for p in self.model.parameters() if p.is_floating_point())
 
+    def autocast(self) -> torch.autocast:
+        """The context every forward runs in: bf16 autocast for a bf16 backbone (its trainable parameters stay
+        fp32, see `adapters.base.trainables_in_fp32`), a no-op for fp32 and int8."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _indexed(device: torch.device) -> torch.device:
+    """`cuda` as the current process's own GPU (`cuda:N`): bitsandbytes' device_map refuses a bare `cuda`."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """`auto` means bf16 on CUDA and fp32 on the CPU (bf16 is opt-in there: it changes numerics)."""
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
     return precision
@@ -81,7 +94,7 @@ def load_frozen(
 
     `labels` sizes a classification head (and names its outputs): the head starts random and trains with the adapter.
     """
-    device = torch.device(device) if device is not None else default_device()
+    device = _indexed(torch.device(device) if device is not None else default_device())
     resolved = resolve_precision(precision, device)
     source = resolve_source(str(name_or_path))
     hub_kwargs = _hub_kwargs(source, cache_dir)
@@ -91,6 +104,7 @@ def load_frozen(
         config.id2label, config.label2id = dict(enumerate(labels)), {name: i for i, name in enumerate(labels)}
     spec = spec_for_model_type(config.model_type)
     task_model = spec.task(task)
+    processor = _load_processor(source, task, task_model, hub_kwargs)  # first: it fails in a moment, weights do not
     model_class = getattr(transformers, task_model.model_class)
     with _quiet_transformers():  # we report newly initialised weights ourselves, below
         model, info = model_class.from_pretrained(
@@ -102,8 +116,18 @@ def load_frozen(
     if resolved != "int8":  # bitsandbytes places the model itself, through device_map
         model.to(device)
     freeze(model)
-    processor = getattr(transformers, task_model.processor_class).from_pretrained(source, **hub_kwargs)
     return FrozenBackbone(model, processor, spec, task, resolved, source, device)
+
+
+def _load_processor(source: str, task: str, task_model: TaskModel, hub_kwargs: dict[str, Any]) -> Any:
+    """The task's processor, or an error naming what the checkpoint lacks for `task` and what to do."""
+    try:
+        return getattr(transformers, task_model.processor_class).from_pretrained(source, **hub_kwargs)
+    except (OSError, TypeError, ValueError) as error:
+        raise MissingInputError(
+            f"backbone {source!r} cannot serve task {task!r}: its {task_model.processor_class} does not load "
+            f"({type(error).__name__}: {error}). {task_model.processor_hint}".rstrip()
+        ) from error
 
 
 def freeze(model: torch.nn.Module) -> None:

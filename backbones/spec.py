@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from speechpeft.errors import InputError
 from speechpeft.registry import Registry
 
 TASK_KINDS = ("asr", "tts", "classify")
@@ -23,6 +24,7 @@ class TaskModel:
     model_class: str  # a class name in `transformers`
     processor_class: str  # processor or feature extractor class name in `transformers`
     head_modules: tuple[str, ...] = ()  # task-specific layers: trained with the adapter, never quantized
+    processor_hint: str = ""  # what a checkpoint whose processor does not load lacks, and the fix (in the error)
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class BackboneSpec:
         try:
             return self.tasks[kind]
         except KeyError:
-            raise ValueError(
+            raise InputError(
                 f"backbone family {self.family!r} does not serve task {kind!r}; it serves: {', '.join(self.tasks)}"
             ) from None
 
@@ -70,4 +72,4 @@ def spec_for_model_type(model_type: str) -> BackboneSpec:
         if model_type in spec.model_types:
             return spec
     known = sorted(t for name in BACKBONES for t in BACKBONES.get(name).model_types)
-    raise ValueError(f"no backbone family handles model_type {model_type!r}; supported model types: {known}")
+    raise InputError(f"no backbone family handles model_type {model_type!r}; supported model types: {known}")

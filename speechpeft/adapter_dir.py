@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from speechpeft.directories import recover_directory, replace_directory, staging_directory
+from speechpeft.errors import MissingInputError
 
 if TYPE_CHECKING:  # only annotations: the CLI's store commands import this module without torch
     import torch
@@ -39,22 +41,21 @@ def save_adapter(
 ) -> None:
     """The method's files (trainable weights only, through `save`) and the record, atomically."""
     directory = directory.resolve()
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = staging_directory(directory)
     save(model, tmp)
     (tmp / RECORD).write_text(json.dumps({**record, "versions": package_versions()}, indent=1) + "\n")
-    old = directory.with_name(directory.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)  # left by a crash between the two renames
-    if directory.exists():
-        directory.replace(old)
-    tmp.replace(directory)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_directory(tmp, directory)
 
 
 def read_record(directory: Path) -> dict:
+    """The adapter's record (an adapter a crash mid-save set aside is put back first).
+
+    Raises MissingInputError (a FileNotFoundError) when `directory` holds no record.
+    """
+    recover_directory(Path(directory))
     path = Path(directory) / RECORD
     if not path.exists():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{directory} is not a speechpeft adapter (no {RECORD}); train one with `speechpeft train`"
         )
     return json.loads(path.read_text())

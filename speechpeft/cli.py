@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from speechpeft import __version__
+from speechpeft.errors import UserError
 from speechpeft.options import add_options, parse_options
 
-EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+VERBOSE_HELP = "log more detail; tracebacks for errors (before or after the command)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,14 +27,26 @@ def build_parser() -> argparse.ArgumentParser:
         "many small task adapters. Run `speechpeft COMMAND --help` for each command.",
     )
     parser.add_argument("--version", action="version", version=f"speechpeft {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail; tracebacks for errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     groups = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _add_backbones(groups.add_parser("backbones", help="list, inspect, pretrain and ship backbones"))
     _add_data(groups.add_parser("data", help="build datasets"))
     _add_train(groups)
     _add_eval(groups)
     _add_adapters(groups.add_parser("adapters", help="list, show and remove adapters in the local store"))
+    _accept_verbose_everywhere(parser)
     return parser
+
+
+def _accept_verbose_everywhere(parser: argparse.ArgumentParser) -> None:
+    """-v after any (sub)command too; SUPPRESS, so a subcommand that lacks it keeps the top level's value."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in dict.fromkeys(action.choices.values()):  # aliases share a parser
+                command.add_argument(
+                    "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP
+                )
+                _accept_verbose_everywhere(command)
 
 
 def _add_adapters(parser: argparse.ArgumentParser) -> None:
@@ -137,27 +151,36 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status.
+
+    A `UserError` (bad input) prints one line and returns 2; any other exception prints one line saying it is not
+    an input check and returns 1. With -v both propagate, so the traceback shows. Raises SystemExit for bad flags.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    if hasattr(args, "options"):  # validate flags before the heavy imports below
-        args.options = args.options(args)
-    return _run(args.command, args)
-
-
-def _run(command_name: str, args: argparse.Namespace) -> int:
-    from speechpeft import commands  # imports torch, transformers, datasets: only once a command runs
-
     try:
-        result = getattr(commands, command_name)(args)
-    except commands.USER_ERRORS as error:
-        if args.verbose:  # the one-line message hides where it came from; -v shows the traceback
-            raise
-        print(f"speechpeft: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return _run(args.command, args)
     except KeyboardInterrupt:
         print("speechpeft: interrupted; finished work is kept, rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as error:
+        if args.verbose:  # the one-line message hides where it came from; -v shows the traceback
+            raise
+        if isinstance(error, UserError):
+            print(f"speechpeft: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"speechpeft: error: unexpected {type(error).__name__}: {error} (not an input check; rerun with -v "
+              "for the traceback)", file=sys.stderr)  # fmt: skip
+        return EXIT_FAILURE
+
+
+def _run(command_name: str, args: argparse.Namespace) -> int:
+    if hasattr(args, "options"):  # validate flags before the heavy imports below
+        args.options = args.options(args)
+    from speechpeft import commands  # imports torch, transformers, datasets: only once a command runs
+
+    result = getattr(commands, command_name)(args)
     if isinstance(result, (dict, list)):
         print(json.dumps(result, indent=2))
     return 0

@@ -6,28 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from speechpeft.backbones import BACKBONES, BackboneNotFoundError, BackboneSpec
-from speechpeft.backbones.builtin import BuiltinNotShippedError
+from speechpeft.backbones import BACKBONES, BackboneSpec
 from speechpeft.backbones.inspect import describe_checkpoint
-from speechpeft.registry import UnknownNameError
 from speechpeft.tasks.corpus.build import build_corpus
 from speechpeft.tasks.corpus.options import SynthOptions
-from speechpeft.tasks.corpus.render import SynthesisError
-from speechpeft.tasks.corpus.text import MissingTextSourceError
-from speechpeft.tasks.data import DatasetColumnError
-
-# Errors that mean "the input is wrong": the CLI prints them as one line naming the fix, with no traceback.
-USER_ERRORS = (
-    UnknownNameError,
-    BackboneNotFoundError,
-    BuiltinNotShippedError,
-    MissingTextSourceError,
-    SynthesisError,
-    DatasetColumnError,
-    FileExistsError,
-    FileNotFoundError,
-    ValueError,
-)
 
 
 def spec_summary(spec: BackboneSpec) -> dict:

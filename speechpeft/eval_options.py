@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from speechpeft.errors import InputError
 from speechpeft.options import help_text as _help
 
 
@@ -23,6 +24,6 @@ class EvalOptions:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or (self.max_utterances is not None and self.max_utterances < 1):
-            raise ValueError("--batch-size and --max-utterances must be positive")
+            raise InputError("--batch-size and --max-utterances must be positive")
         if self.precision not in (None, "fp32", "bf16", "int8", "auto"):
-            raise ValueError("--precision must be fp32, bf16, int8 or auto")
+            raise InputError("--precision must be fp32, bf16, int8 or auto")

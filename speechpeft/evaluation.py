@@ -13,7 +13,8 @@ import datasets
 import torch
 from tqdm.auto import tqdm
 
-from speechpeft.tasks.base import Predictions, Task
+from speechpeft.errors import InputError
+from speechpeft.tasks.base import Predictions, Task, seeded
 
 EVAL_SEED = 0
 
@@ -28,17 +29,20 @@ def evaluate_task(
 ) -> tuple[dict[str, float], list[dict]]:
     """Corpus metrics and per-utterance records of `model` on `rows` (eval mode, no gradients).
 
-    Seeded: SpeechT5's decoder prenet keeps its dropout at inference and Griffin-Lim starts from random
-    phases, so the same adapter on the same rows scores the same every time (training's RNG is untouched).
+    A record does not depend on the batch size nor on the utterance's place in its batch: tasks predict in
+    groups whose padding is exact, and every batch starts from the same seed of the CPU's and the model's
+    GPU's generators (SpeechT5's decoder prenet keeps its dropout at inference; the TTS task reseeds it per
+    utterance, and Griffin-Lim seeds its phases per clip). Training's random streams are left as they were.
     """
     was_training = model.training
     model.eval()
     predictions: list[Predictions] = []
     total = -(-len(rows) // batch_size)
-    with torch.no_grad(), torch.random.fork_rng(devices=range(torch.cuda.device_count())):
-        torch.manual_seed(EVAL_SEED)
+    with torch.no_grad():
         for chunk in tqdm(batches(rows, batch_size), total=total, desc=f"eval {task.name}", disable=not progress):
-            predictions.append(task.predict(model, task.collate(chunk)))
+            # as in training: bf16 compute, fp32 trainable weights
+            with seeded(task.backbone.device, EVAL_SEED), task.backbone.autocast():
+                predictions.append(task.predict(model, task.collate(chunk)))
     model.train(was_training)
     return task.score(predictions)
 
@@ -73,7 +77,7 @@ def load_trained(
         and weights
         and weights_fingerprint(weights) != record["backbone_fingerprint"]
     ):
-        raise ValueError(
+        raise InputError(
             f"adapter {directory} was trained on other weights of {record['backbone']!r} (fingerprint "
             f"{record['backbone_fingerprint'][:19]}...): load it on the backbone it was trained on"
         )
@@ -82,22 +86,25 @@ def load_trained(
 
 
 def evaluate_adapter(options) -> dict:
-    """`speechpeft eval`: score an adapter on a split; write predictions.jsonl and summary.json."""
+    """`speechpeft eval`: score an adapter on a split; write predictions.jsonl and summary.json (with the rows
+    read from the split, the rows left out by reason, and the utterances scored)."""
     from speechpeft.store import resolve_adapter
     from speechpeft.tasks import data
 
     adapter = resolve_adapter(options.adapter, options.store)
     task, model, record = load_trained(adapter, options.precision)
     source = options.dataset or record["data"]["dataset"]
-    rows = data.task_rows(data.pick_split(data.load_speech_dataset(source), options.split), task.roles)
+    split = data.pick_split(data.load_speech_dataset(source), options.split)
+    rows, left_out = data.task_rows(split, task.roles)
     if options.max_utterances is not None:
         rows = rows.select(range(min(options.max_utterances, len(rows))))
-    rows = task.usable(data.at_sample_rate(rows, task.backbone.spec.sample_rate))
+    rows, left_out = data.usable_rows(task, rows, left_out, task.backbone.spec.sample_rate, options.split)
     if not len(rows):
-        raise ValueError(f"split {options.split!r} of {source} has no rows usable for task {record['task']!r}")
+        raise InputError(f"split {options.split!r} of {source} has no rows usable for task {record['task']!r}")
     metrics, items = evaluate_task(task, model, rows, options.batch_size, progress=True)
     summary = {"adapter": str(adapter), "task": record["task"], "method": record["method"],
-               "backbone": record["backbone"], "dataset": source, "split": options.split, "utterances": len(rows),
+               "backbone": record["backbone"], "dataset": source, "split": options.split, "rows_read": len(split),
+               "left_out": left_out, "max_utterances": options.max_utterances, "utterances": len(rows),
                "metrics": metrics, "normalizer": _normalizer(task)}  # fmt: skip
     out = options.out or adapter / "eval" / options.split
     records, summary_path = write_outputs(out, summary, items)

@@ -13,6 +13,8 @@ import types
 import typing
 from typing import Any, TypeVar
 
+from speechpeft.errors import UserError
+
 T = TypeVar("T")
 
 
@@ -50,12 +52,15 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
 
 
 def parse_options(parser: argparse.ArgumentParser, args: argparse.Namespace, cls: type[T]) -> T:
-    """Build `cls` from parsed flags; a validation error exits like any other argparse error."""
+    """Build `cls` from parsed flags; a `UserError` from its validation exits like any other argparse error.
+
+    Raises SystemExit (status 2) for a `UserError`; any other exception propagates: it is not an input check.
+    """
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     try:
         return cls(**values)
-    except ValueError as error:
+    except UserError as error:
         parser.error(str(error))
 
 

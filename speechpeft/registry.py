@@ -10,11 +10,13 @@ import re
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
+from speechpeft.errors import UserError
+
 T = TypeVar("T")
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(UserError, KeyError):
     """Raised for a name that is not registered; the message lists the valid names."""
 
     def __str__(self) -> str:  # KeyError would print the repr of the message

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from speechpeft.adapter_dir import RECORD
+from speechpeft.errors import InputError, MissingInputError
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*(/[a-z0-9][a-z0-9_.-]*)*$")
 
@@ -28,7 +29,7 @@ def store_root(store: str | os.PathLike | None = None) -> Path:
 def adapter_path(name: str, store: str | os.PathLike | None = None) -> Path:
     """Where adapter `name` lives in the store (it need not exist yet)."""
     if not _NAME.match(name):
-        raise ValueError(f"adapter name {name!r}: use lowercase words joined by '/', e.g. asr/lora-flite-awb")
+        raise InputError(f"adapter name {name!r}: use lowercase words joined by '/', e.g. asr/lora-flite-awb")
     return store_root(store) / name
 
 
@@ -64,7 +65,7 @@ def _existing(name: str, store: str | os.PathLike | None) -> Path:
     directory = adapter_path(name, store)
     if not (directory / RECORD).exists():
         known = ", ".join(a["name"] for a in list_adapters(store)) or "none"
-        raise FileNotFoundError(f"no adapter {name!r} in {store_root(store)}; stored adapters: {known}")
+        raise MissingInputError(f"no adapter {name!r} in {store_root(store)}; stored adapters: {known}")
     return directory
 
 
@@ -75,7 +76,7 @@ def resolve_adapter(name_or_path: str | os.PathLike, store: str | os.PathLike | 
         return path
     if _NAME.match(str(name_or_path)) and (store_root(store) / str(name_or_path) / RECORD).exists():
         return store_root(store) / str(name_or_path)
-    raise FileNotFoundError(
+    raise MissingInputError(
         f"{str(name_or_path)!r} is neither an adapter directory (with {RECORD}) nor an adapter in the store "
         f"{store_root(store)}; `speechpeft adapters list` shows the stored ones"
     )

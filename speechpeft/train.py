@@ -12,21 +12,24 @@ import time
 from dataclasses import asdict, dataclass
 from itertools import count
 from pathlib import Path
+from typing import Literal
 
 import datasets
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from speechpeft.adapter_dir import save_adapter
-from speechpeft.adapters.base import AdapterMethod, trainable_parameters
+from speechpeft.adapters.base import AdapterMethod, trainable_parameters, trainables_in_fp32
 from speechpeft.adapters.catalog import METHODS, check_supported
 from speechpeft.backbones import FrozenBackbone, load_frozen
 from speechpeft.backbones.fingerprint import local_weights_dir, weights_fingerprint
+from speechpeft.errors import InputError
 from speechpeft.evaluation import evaluate_task
 from speechpeft.tasks import data
 from speechpeft.tasks.catalog import TASKS, Task, TaskEntry
+from speechpeft.tasks.rows import LeftOut
 from speechpeft.train_options import TrainOptions
 
 MAX_GRAD_NORM = 1.0
@@ -46,43 +49,59 @@ class Run:
     record: dict
 
 
-def prepare_rows(options: TrainOptions, entry: TaskEntry) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """Training and validation rows with the task's columns (audio not yet decoded)."""
+def prepare_rows(
+    options: TrainOptions, entry: TaskEntry
+) -> tuple[datasets.Dataset, datasets.Dataset, dict[str, LeftOut]]:
+    """Training and validation rows with the task's columns (audio not yet decoded), and the rows left out of
+    each ("train", "validation") for an empty label or transcript. A validation slice held out of the training
+    split has its left-out rows counted under "train"."""
     dataset = data.load_speech_dataset(options.dataset)
-    rows = data.task_rows(data.pick_split(dataset, options.split), entry.roles)
+    rows, left_out = data.task_rows(data.pick_split(dataset, options.split), entry.roles)
     if options.max_utterances is not None:
         rows = rows.shuffle(seed=options.seed).select(range(min(options.max_utterances, len(rows))))
     if options.validation_split is None:
-        return data.hold_out(rows, options.validation_fraction, options.seed)
-    return rows, data.task_rows(data.pick_split(dataset, options.validation_split), entry.roles)
+        return *data.hold_out(rows, options.validation_fraction, options.seed), {"train": left_out, "validation": {}}
+    validation, validation_left_out = data.task_rows(data.pick_split(dataset, options.validation_split), entry.roles)
+    return rows, validation, {"train": left_out, "validation": validation_left_out}
 
 
-def prepare_run(options: TrainOptions) -> Run:
-    """Rows, the frozen backbone (its head sized by the label map), the task, and the method attached."""
+def prepare_run(options: TrainOptions, device: torch.device | None = None) -> Run:
+    """Rows, the frozen backbone on `device` (its head sized by the label map), the task, and the method attached
+    with every trainable parameter in fp32."""
     entry, method = TASKS.get(options.task), METHODS.get(options.method)
-    train_rows, validation_rows = prepare_rows(options, entry)
+    train_rows, validation_rows, left_out = prepare_rows(options, entry)
     both = datasets.concatenate_datasets([train_rows, validation_rows])
     labels = data.label_names(both, options.task) if entry.kind == "classify" else None
-    backbone = load_frozen(options.backbone, entry.kind, options.precision, labels=labels)
+    backbone = load_frozen(options.backbone, entry.kind, options.precision, device=device, labels=labels)
     task = entry.build(backbone, labels)
     rate = backbone.spec.sample_rate
-    train_rows, validation_rows = (task.usable(data.at_sample_rate(r, rate)) for r in (train_rows, validation_rows))
+    train_rows, left_out["train"] = data.usable_rows(task, train_rows, left_out["train"], rate, "training")
+    validation_rows, left_out["validation"] = data.usable_rows(
+        task, validation_rows, left_out["validation"], rate, "validation"
+    )
     if not len(train_rows) or not len(validation_rows):
         usable = f"{len(train_rows)} training and {len(validation_rows)} validation rows"
-        raise ValueError(f"{usable} are usable for task {options.task!r} in {options.dataset}: more data is needed")
+        raise InputError(f"{usable} are usable for task {options.task!r} in {options.dataset}: more data is needed")
     check_supported(options.method, backbone.spec.family)
     if options.gradient_checkpointing:  # non-reentrant: works with frozen inputs and with PEFT's wrappers
         backbone.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = method.attach(backbone, options.adapter_options())
+    trainables_in_fp32(model)
     record = _record(options, backbone, labels, trainable_parameters(model), len(train_rows), len(validation_rows))
+    record["data"].update(train_left_out=left_out["train"], validation_left_out=left_out["validation"])
     return Run(options, entry, method, task, model, train_rows, validation_rows, record)
 
 
 def train(options: TrainOptions, progress: bool = True) -> dict:
     """Train, keep the best adapter in `options.out`, and return its record."""
     set_seed(options.seed)
-    run = prepare_run(options)
-    accelerator = Accelerator(cpu=run.task.backbone.device.type == "cpu")
+    ddp = DistributedDataParallelKwargs()
+    # before loading: each process loads onto its own device (an int8 model cannot be moved afterwards)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), kwargs_handlers=[ddp])
+    run = prepare_run(options, accelerator.device)
+    # LayerDrop (wav2vec2, HuBERT, WavLM, SpeechT5 configs) skips whole layers at random, so some trainable
+    # parameters get no gradient in a step; DDP must look for them or it waits for their reduction forever
+    ddp.find_unused_parameters = skips_layers(run.task.backbone.model)
     run.record["processes"] = accelerator.num_processes
     if run.record["trainable_parameters"] == 0:  # zero-shot: nothing to train, score and save as it is
         _validate(run, accelerator, run.model, step=0, best=None, started=time.perf_counter())
@@ -107,8 +126,8 @@ def _loop(run: Run, accelerator: Accelerator, progress: bool) -> dict:
             schedule.step()
             bar.update(), bar.set_postfix(loss=f"{loss:.3f}")
             if step % options.eval_every == 0 or step == options.steps:
-                improved, best = _validate(run, accelerator, model, step, best, started)
-                stale = 0 if improved else stale + 1
+                verdict, best = _validate(run, accelerator, model, step, best, started)
+                stale = {"improved": 0, "stale": stale + 1, "pending": stale}[verdict]
             if step >= options.steps or stale >= options.patience:
                 break
     run.record["steps_run"] = step
@@ -117,7 +136,8 @@ def _loop(run: Run, accelerator: Accelerator, progress: bool) -> dict:
 
 def _step(run: Run, accelerator: Accelerator, model, optimizer, batch: dict, step: int) -> float:
     train_mode(model)
-    loss = run.task.loss(model, batch)
+    with run.task.backbone.autocast():
+        loss = run.task.loss(model, batch)
     accelerator.backward(loss)
     accelerator.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
     optimizer.step()
@@ -127,17 +147,39 @@ def _step(run: Run, accelerator: Accelerator, model, optimizer, batch: dict, ste
     return loss.item()
 
 
-def _validate(run: Run, accelerator, model, step: int, best: dict | None, started: float) -> tuple[bool, dict]:
-    """Score on the validation rows; save the adapter if it is the best so far."""
+Verdict = Literal["improved", "stale", "pending"]
+
+
+def _validate(run: Run, accelerator, model, step: int, best: dict | None, started: float) -> tuple[Verdict, dict]:
+    """Score on the validation rows and save the adapter if it is the best so far; "pending" (nothing scored or
+    saved) while the method says a model at this step is not yet the adapter it defines (AdaLoRA's ranks)."""
+    pending = run.method.pending(accelerator.unwrap_model(model), step) if run.method.pending else None
+    if pending is not None:
+        _note_pending(run.record, step, pending)
+        return "pending", best
     # every process scores the same rows with the same seed, so all of them take the same decisions
     metrics, _ = evaluate_task(run.task, accelerator.unwrap_model(model), run.validation_rows, run.options.batch_size)
     tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     if not run.entry.better(metrics, best):
-        return False, best
+        return "stale", best
     run.record.update(best_step=step, validation=metrics, train_seconds=round(time.perf_counter() - started, 1))
     if accelerator.is_main_process:
         save_adapter(accelerator.unwrap_model(model), run.options.out, run.record, run.method.save)
-    return True, metrics
+    return "improved", metrics
+
+
+def _note_pending(record: dict, step: int, reason: str) -> None:
+    """Say on the terminal (once) and in the record which validations were skipped, and why."""
+    skipped = record.setdefault("selection", {"skipped_steps": [], "reason": reason})["skipped_steps"]
+    if not skipped:
+        tqdm.write(f"step {step}: not validated, no adapter kept until then: {reason}")
+    skipped.append(step)
+
+
+def skips_layers(model: torch.nn.Module) -> bool:
+    """Whether the model drops whole layers at random in training (LayerDrop: any `*layerdrop` > 0 in its config)."""
+    config = getattr(model, "config", None)
+    return any("layerdrop" in key and value for key, value in vars(config or object()).items())
 
 
 def train_mode(model: torch.nn.Module) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from speechpeft.errors import InputError
 from speechpeft.options import help_text as _help
 
 if TYPE_CHECKING:  # the CLI imports this module for --help: no torch at import time
@@ -62,19 +63,19 @@ class TrainOptions:
 
             object.__setattr__(self, "backbone", default_backbone(self.task))
         if (self.out is None) == (self.name is None):
-            raise ValueError("give the adapter either a directory (--out DIR) or a store name (--name TASK/NAME)")
+            raise InputError("give the adapter either a directory (--out DIR) or a store name (--name TASK/NAME)")
         if self.name is not None:
             from speechpeft.store import adapter_path
 
             object.__setattr__(self, "out", adapter_path(self.name, self.store))
         _check_destination(self.out, self.validation_split == self.split)
         if min(self.steps, self.batch_size, self.eval_every, self.patience, self.rank) < 1:
-            raise ValueError("--steps, --batch-size, --eval-every, --patience and --rank must be positive")
+            raise InputError("--steps, --batch-size, --eval-every, --patience and --rank must be positive")
         self.adapter_options()  # the method's own checks, before any data or weights load
         if not 0 < self.validation_fraction < 1:
-            raise ValueError("--validation-fraction must be between 0 and 1")
+            raise InputError("--validation-fraction must be between 0 and 1")
         if self.precision not in ("fp32", "bf16", "int8", "auto"):
-            raise ValueError("--precision must be fp32, bf16, int8 or auto")
+            raise InputError("--precision must be fp32, bf16, int8 or auto")
 
     def adapter_options(self) -> AdapterOptions:
         """The knobs the adapter method reads (it validates them)."""
@@ -91,7 +92,7 @@ def _check_destination(out: Path, validating_on_training_rows: bool) -> None:
     from speechpeft.adapter_dir import RECORD
 
     if out.exists() and any(out.iterdir()) and not (out / RECORD).exists():
-        raise ValueError(f"--out {out} exists and is not an adapter directory: choose a new or empty directory")
+        raise InputError(f"--out {out} exists and is not an adapter directory: choose a new or empty directory")
     if validating_on_training_rows:
-        raise ValueError("--validation-split is the training split: pick another split, or leave it out to hold "
+        raise InputError("--validation-split is the training split: pick another split, or leave it out to hold "
                          "out a slice of the training split")  # fmt: skip

@@ -2,12 +2,14 @@
 
 Targets are the processor's token ids of the transcript; decoding is the model's `generate` (greedy
 unless the backbone's generation config says otherwise); metrics are WER and CER after the pinned
-normaliser, and the real-time factor (audio seconds per compute second).
+normaliser, and RTFx, the inverse real-time factor: audio seconds / compute seconds (higher is faster; the
+Open ASR Leaderboard's speed column; RTF is its inverse).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import datasets
@@ -16,8 +18,9 @@ import torch
 from speechpeft.backbones import FrozenBackbone
 from speechpeft.leaderboard.metrics import load_metric
 from speechpeft.leaderboard.normalize import normalize_english
-from speechpeft.tasks.base import TASKS, Predictions, TaskEntry, decode_audio, model_inputs, timed
-from speechpeft.tasks.features import acoustic_inputs
+from speechpeft.tasks.base import TASKS, Predictions, TaskEntry, decode_audio, model_inputs
+from speechpeft.tasks.features import acoustic_inputs, predict_in_exact_groups
+from speechpeft.tasks.rows import LeftOut, fixed_window, normalises_to_nothing, sift, text_longer_than
 
 IGNORE_INDEX = -100  # label positions the loss skips (padding)
 logger = logging.getLogger(__name__)
@@ -34,15 +37,13 @@ class SpeechRecognition:
         if self.generate_kwargs:  # multilingual Whisper: train on the prompt that generation uses
             self.tokenizer.set_prefix_tokens(**self.generate_kwargs)
 
-    def usable(self, rows: datasets.Dataset) -> datasets.Dataset:
-        """Transcripts longer than the decoder's positions cannot be targets: leave those rows out."""
+    def usable(self, rows: datasets.Dataset) -> tuple[datasets.Dataset, LeftOut]:
+        """Leave out (and count) transcripts with no words after the normaliser or longer than the decoder's
+        positions, and clips longer than a fixed-window extractor's window (Whisper would cut them)."""
         config = self.backbone.model.config
         longest = getattr(config, "max_target_positions", None) or config.max_text_positions
-        kept = rows.filter(lambda text: len(self._target_ids(text)) <= longest, input_columns="text")
-        if len(kept) < len(rows):
-            logger.warning("left out %d of %d rows whose transcript exceeds the decoder's %d tokens",
-                           len(rows) - len(kept), len(rows), longest)  # fmt: skip
-        return kept
+        rules = [normalises_to_nothing(), text_longer_than(longest, self._target_ids)]
+        return sift(rows, rules + fixed_window(self.extractor))
 
     def collate(self, rows: list[dict]) -> dict[str, Any]:
         audio = decode_audio(rows)
@@ -53,7 +54,7 @@ class SpeechRecognition:
             labels[row, : len(seq)] = torch.tensor(seq)
         inputs = acoustic_inputs(self.extractor, audio, self.backbone.input_dtype)
         seconds = sum(len(a) for a in audio) / self.extractor.sampling_rate
-        return {**inputs, "labels": labels, "references": texts, "audio_seconds": seconds}
+        return {**inputs, "labels": labels, "references": texts, "audio_seconds": seconds, "audio": audio}
 
     def _target_ids(self, text: str) -> list[int]:
         ids = self.tokenizer(text).input_ids
@@ -64,8 +65,12 @@ class SpeechRecognition:
         return model(**model_inputs(batch, self.backbone.device)).loss
 
     def predict(self, model: torch.nn.Module, batch: dict[str, Any]) -> Predictions:
-        inputs = model_inputs(batch, self.backbone.device, labels=False)
-        ids, seconds = timed(lambda: model.generate(**inputs, **self.generate_kwargs))
+        """Transcripts, each as if its clip were alone in the batch (see `predict_in_exact_groups`)."""
+
+        def generate(inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+            return list(model.generate(**inputs, **self.generate_kwargs).cpu())
+
+        ids, seconds = predict_in_exact_groups(self.backbone, self.extractor, batch, generate)
         texts = [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
         return Predictions(texts, batch["references"], seconds, batch["audio_seconds"])
 
@@ -76,7 +81,7 @@ class SpeechRecognition:
         cer = load_metric("cer").compute(predictions=hypotheses, references=references)
         compute = sum(p.seconds for p in predictions)
         speed = sum(p.audio_seconds for p in predictions) / compute if compute else 0.0
-        metrics = {"wer": wer["wer"], "cer": cer["cer"], "real_time_factor": speed}
+        metrics = {"wer": wer["wer"], "cer": cer["cer"], "rtfx": speed}
         items = [_item_record(r, h) for r, h in zip(references, hypotheses, strict=True)]
         return metrics, items
 
@@ -106,24 +111,54 @@ class CtcSpeechRecognition(SpeechRecognition):
         self.backbone, self.generate_kwargs = backbone, {}
         self.tokenizer = backbone.processor.tokenizer
         self.extractor = backbone.processor.feature_extractor
+        self.in_vocabulary_case = _vocabulary_case(self.tokenizer)
+        self.unknown_characters: set[str] = set()  # already warned about
         # a summed CTC loss grows with utterance length and an impossible alignment is infinite: tame both
         backbone.model.config.ctc_loss_reduction, backbone.model.config.ctc_zero_infinity = "mean", True
 
-    def usable(self, rows: datasets.Dataset) -> datasets.Dataset:
-        return rows
+    def usable(self, rows: datasets.Dataset) -> tuple[datasets.Dataset, LeftOut]:
+        """Leave out (and count) transcripts with no words after the normaliser; clips of any length fit."""
+        return sift(rows, [normalises_to_nothing()])
 
     def _target_ids(self, text: str) -> list[int]:
-        return self.tokenizer(text).input_ids
+        """Character ids of `text` in the vocabulary's case (wav2vec2-base-960h spells "A".."Z")."""
+        text = self.in_vocabulary_case(text)
+        ids = self.tokenizer(text).input_ids
+        if self.tokenizer.unk_token_id in ids:
+            self._warn_unknown(text)
+        return ids
+
+    def _warn_unknown(self, text: str) -> None:
+        vocabulary = self.tokenizer.get_vocab()
+        new = {c for c in text if c != " " and c not in vocabulary} - self.unknown_characters
+        if new:
+            self.unknown_characters |= new
+            logger.warning("characters %s are not in the CTC vocabulary: targets spell them %s (e.g. in %r)",
+                           " ".join(sorted(new)), self.tokenizer.unk_token, text)  # fmt: skip
 
     def predict(self, model: torch.nn.Module, batch: dict[str, Any]) -> Predictions:
-        inputs = model_inputs(batch, self.backbone.device, labels=False)
-        logits, seconds = timed(lambda: model(**inputs).logits)
-        best = logits.argmax(-1).cpu()
-        if "attention_mask" in inputs:  # frames past a clip's end were never trained: cut them before decoding
-            lengths = self.backbone.model._get_feat_extract_output_lengths(inputs["attention_mask"].sum(-1)).tolist()
-            best = [row[:length] for row, length in zip(best, lengths, strict=True)]
-        texts = [t.strip() for t in self.tokenizer.batch_decode(best)]  # greedy CTC: collapse repeats, drop blanks
+        """Greedy CTC transcripts, each as if its clip were alone in the batch (see `predict_in_exact_groups`)."""
+
+        def best_paths(inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+            return list(model(**inputs).logits.argmax(-1).cpu())  # one [frames] path per clip
+
+        paths, seconds = predict_in_exact_groups(self.backbone, self.extractor, batch, best_paths)
+        # frames past a clip's own end (padding in its group) were never trained: cut them before decoding
+        lengths = torch.tensor([len(clip) for clip in batch["audio"]])
+        frames = self.backbone.model._get_feat_extract_output_lengths(lengths).tolist()
+        cut = [path[:n] for path, n in zip(paths, frames, strict=True)]
+        texts = [t.strip() for t in self.tokenizer.batch_decode(cut)]  # collapse repeats, drop blanks
         return Predictions(texts, batch["references"], seconds, batch["audio_seconds"])
+
+
+def _vocabulary_case(tokenizer) -> Callable[[str], str]:
+    """`str.upper` for a vocabulary whose letters are all upper case, `str.lower` for all lower case, else as is."""
+    letters = [token for token in tokenizer.get_vocab() if len(token) == 1 and token.isalpha()]
+    if letters and all(letter.isupper() for letter in letters):
+        return str.upper
+    if letters and all(letter.islower() for letter in letters):
+        return str.lower
+    return str
 
 
 def _build(backbone: FrozenBackbone, labels: list[str] | None) -> SpeechRecognition:
@@ -132,4 +167,4 @@ def _build(backbone: FrozenBackbone, labels: list[str] | None) -> SpeechRecognit
 
 
 TASKS.register("asr", TaskEntry("asr", SpeechRecognition.roles, _build,
-                                "speech recognition: WER, CER, real-time factor", ("wer", "min")))  # fmt: skip
+                                "speech recognition: WER, CER, RTFx", ("wer", "min")))  # fmt: skip

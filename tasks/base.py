@@ -6,8 +6,9 @@ and downstream): the training loop and `speechpeft eval` only call the methods b
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -17,6 +18,7 @@ import torch
 
 from speechpeft.backbones import FrozenBackbone
 from speechpeft.registry import Registry
+from speechpeft.tasks.rows import LeftOut
 
 
 @dataclass
@@ -35,8 +37,14 @@ class Task(Protocol):
     kind: str  # the backbone task kind it loads: asr | tts | classify
     roles: tuple[str, ...]  # dataset columns it reads (see tasks.data.ROLE_COLUMNS)
 
-    def usable(self, rows: datasets.Dataset) -> datasets.Dataset:
-        """The rows this task can train and score on (e.g. transcripts that fit the decoder)."""
+    def usable(self, rows: datasets.Dataset) -> tuple[datasets.Dataset, LeftOut]:
+        """The rows this task can train and score on whole, and how many it left out, by reason.
+
+        Nothing is cut or dropped silently: a row the task would truncate (audio longer than a fixed window,
+        text longer than the model's positions) or cannot score (a reference with no words after the normaliser,
+        a label outside the label map) is left out and counted (`speechpeft.tasks.rows.sift`); the callers
+        print the counts and write them into the adapter record and the eval summary.
+        """
         ...
 
     def collate(self, rows: list[dict]) -> dict[str, Any]: ...
@@ -82,6 +90,22 @@ def timed(function: Callable[[], Any]) -> tuple[Any, float]:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return result, time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def seeded(device: torch.device, seed: int) -> Iterator[None]:
+    """Run the body from a fixed state of the CPU's random generator and `device`'s, both restored after.
+
+    Only the generator of the GPU the work runs on is touched: forking every visible GPU's would create a
+    CUDA context on each of them from every process.
+    """
+    gpus = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=gpus):
+        torch.default_generator.manual_seed(seed)
+        for gpu in gpus:
+            with torch.cuda.device(gpu):
+                torch.cuda.manual_seed(seed)
+        yield
 
 
 def model_inputs(batch: dict[str, Any], device: torch.device, labels: bool = True) -> dict[str, Any]:

@@ -13,9 +13,11 @@ import datasets
 import torch
 
 from speechpeft.backbones import FrozenBackbone
+from speechpeft.errors import InputError
 from speechpeft.leaderboard.metrics import load_metric
-from speechpeft.tasks.base import TASKS, Predictions, TaskEntry, decode_audio, model_inputs, timed
-from speechpeft.tasks.features import acoustic_inputs
+from speechpeft.tasks.base import TASKS, Predictions, TaskEntry, decode_audio, model_inputs
+from speechpeft.tasks.features import acoustic_inputs, predict_in_exact_groups
+from speechpeft.tasks.rows import LeftOut, Rule, fixed_window, sift
 
 IGNORE_INDEX = -100  # what the models' cross-entropy skips
 
@@ -25,30 +27,36 @@ class SpokenClassification:
 
     def __init__(self, backbone: FrozenBackbone, name: str, labels: list[str]) -> None:
         if not labels:
-            raise ValueError(f"task {name!r} needs a label map: the training split has no {name} labels")
+            raise InputError(f"task {name!r} needs a label map: the training split has no {name} labels")
         self.backbone, self.name, self.roles, self.labels = backbone, name, ("audio", name), list(labels)
         self.index = {label: i for i, label in enumerate(self.labels)}
         self.extractor = getattr(backbone.processor, "feature_extractor", backbone.processor)
 
-    def usable(self, rows: datasets.Dataset) -> datasets.Dataset:
-        return rows
+    def usable(self, rows: datasets.Dataset) -> tuple[datasets.Dataset, LeftOut]:
+        """Leave out (and count) labels outside the label map (an evaluation split's new classes) and clips
+        longer than a fixed-window extractor's window (Whisper would cut them)."""
+        unknown = Rule("label_not_in_map", (self.name,), lambda label: str(label) not in self.index)
+        return sift(rows, [unknown, *fixed_window(self.extractor)])
 
     def collate(self, rows: list[dict]) -> dict[str, Any]:
-        names = [str(row[self.name]) for row in rows]
-        inputs = acoustic_inputs(self.extractor, decode_audio(rows), self.backbone.input_dtype)
+        names, audio = [str(row[self.name]) for row in rows], decode_audio(rows)
+        inputs = acoustic_inputs(self.extractor, audio, self.backbone.input_dtype)
         # a label outside the map (seen only in an evaluation split) is ignored by the loss and scored as an error
         targets = torch.tensor([self.index.get(n, IGNORE_INDEX) for n in names])
-        return {**inputs, "labels": targets, "references": names}
+        return {**inputs, "labels": targets, "references": names, "audio": audio}
 
     def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         return model(**model_inputs(batch, self.backbone.device)).loss
 
     def predict(self, model: torch.nn.Module, batch: dict[str, Any]) -> Predictions:
-        inputs = model_inputs(batch, self.backbone.device, labels=False)
-        logits, seconds = timed(lambda: model(**inputs).logits)
-        probabilities = logits.float().softmax(-1)
-        best = probabilities.argmax(-1).tolist()
-        extras = [{"confidence": round(probabilities[i, b].item(), 4)} for i, b in enumerate(best)]
+        """Labels and their probabilities, each as if its clip were alone in the batch (`predict_in_exact_groups`)."""
+
+        def classify(inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+            return list(model(**inputs).logits.float().softmax(-1).cpu())  # one [labels] row per clip
+
+        probabilities, seconds = predict_in_exact_groups(self.backbone, self.extractor, batch, classify)
+        best = [int(row.argmax()) for row in probabilities]
+        extras = [{"confidence": round(row[b].item(), 4)} for row, b in zip(probabilities, best, strict=True)]
         return Predictions([self.labels[b] for b in best], batch["references"], seconds, extras=extras)
 
     def score(self, predictions: list[Predictions]) -> tuple[dict[str, float], list[dict]]:

@@ -3,15 +3,23 @@
 A task names the roles it needs ("audio", "text", "intent", ...); `select_columns` finds each role among
 the column names that common Hub datasets use (LibriSpeech `text`, Common Voice `sentence`, FLEURS
 `transcription`, ...) and renames it to the role; `at_sample_rate` casts the audio to the backbone's
-sampling rate, so datasets' decoder resamples on the fly.
+sampling rate, so datasets' decoder resamples on the fly. `task_rows` and `usable_rows` leave out the rows a
+task cannot use whole and count them by reason (`speechpeft.tasks.rows`).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import datasets
+
+from speechpeft.errors import InputError, MissingInputError
+from speechpeft.tasks.rows import LeftOut, combine, empty, sift, warn_left_out
+
+if TYPE_CHECKING:
+    from speechpeft.tasks.base import Task
 
 # Candidate source columns for each role, first match wins.
 ROLE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -23,7 +31,7 @@ ROLE_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-class DatasetColumnError(ValueError):
+class DatasetColumnError(InputError):
     """A dataset lacks a column a task needs; the message lists what was looked for."""
 
 
@@ -35,13 +43,13 @@ def load_speech_dataset(source: str | os.PathLike) -> datasets.DatasetDict:
     if path.is_dir():
         return datasets.load_dataset(str(path))  # audiofolder / parquet layout, exactly as in a Hub repo
     if path.exists() or str(source).startswith((".", "/", "~")):
-        raise FileNotFoundError(f"dataset {str(source)!r} is not a directory; pass a dataset folder or a Hub id")
+        raise MissingInputError(f"dataset {str(source)!r} is not a directory; pass a dataset folder or a Hub id")
     return datasets.load_dataset(str(source))
 
 
 def pick_split(dataset: datasets.DatasetDict, split: str) -> datasets.Dataset:
     if split not in dataset:
-        raise ValueError(f"split {split!r} not in the dataset; its splits: {', '.join(dataset)}")
+        raise InputError(f"split {split!r} not in the dataset; its splits: {', '.join(dataset)}")
     return dataset[split]
 
 
@@ -62,11 +70,11 @@ def select_columns(dataset: datasets.Dataset, roles: tuple[str, ...]) -> dataset
     return dataset.rename_columns({source: role for role, source in sources.items() if source != role})
 
 
-def task_rows(dataset: datasets.Dataset, roles: tuple[str, ...]) -> datasets.Dataset:
-    """The rows a task can use: its columns only, and no row whose label or transcript is empty."""
+def task_rows(dataset: datasets.Dataset, roles: tuple[str, ...]) -> tuple[datasets.Dataset, LeftOut]:
+    """The rows a task can use (its columns only), and the rows left out: those whose label or transcript is
+    missing, empty or punctuation only, counted as `empty_<role>`."""
     rows = select_columns(dataset, roles)
-    others = [role for role in roles if role != "audio"]
-    return rows.filter(lambda *values: all(v is not None and str(v).strip() for v in values), input_columns=others)
+    return sift(rows, [empty(role) for role in roles if role != "audio"])
 
 
 def at_sample_rate(rows: datasets.Dataset, sample_rate: int) -> datasets.Dataset:
@@ -74,10 +82,21 @@ def at_sample_rate(rows: datasets.Dataset, sample_rate: int) -> datasets.Dataset
     return rows.cast_column("audio", datasets.Audio(sampling_rate=sample_rate))
 
 
+def usable_rows(
+    task: Task, rows: datasets.Dataset, left_out: LeftOut, sample_rate: int, what: str
+) -> tuple[datasets.Dataset, LeftOut]:
+    """The rows `task` can use whole, audio at `sample_rate` Hz, and every row left out so far (`left_out`, from
+    `task_rows`, plus the task's own), named by reason in one warning about the `what` rows."""
+    kept, unusable = task.usable(at_sample_rate(rows, sample_rate))
+    left_out = combine(left_out, unusable)
+    warn_left_out(left_out, len(kept), what)
+    return kept, left_out
+
+
 def hold_out(rows: datasets.Dataset, fraction: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
     """(train, validation): a seeded random slice of `rows` for model selection, at least one row each."""
     if len(rows) < 2:
-        raise ValueError(f"{len(rows)} usable rows: need at least 2 to hold out a validation slice")
+        raise InputError(f"{len(rows)} usable rows: need at least 2 to hold out a validation slice")
     size = min(len(rows) - 1, max(1, round(len(rows) * fraction)))
     parts = rows.train_test_split(test_size=size, seed=seed)
     return parts["train"], parts["test"]

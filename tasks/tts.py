@@ -19,11 +19,13 @@ import torch
 from speechpeft.backbones import FrozenBackbone
 from speechpeft.backbones.vocoder import griffin_lim
 from speechpeft.leaderboard.metrics import load_metric
-from speechpeft.tasks.base import TASKS, Predictions, TaskEntry, decode_audio, timed
+from speechpeft.tasks.base import TASKS, Predictions, TaskEntry, decode_audio, seeded, timed
+from speechpeft.tasks.rows import LeftOut, Rule, audio_longer_than, normalises_to_nothing, sift, text_longer_than
 
 logger = logging.getLogger(__name__)
 IGNORE_VALUE = -100.0  # mel frames the loss skips (padding)
 MAX_LENGTH_RATIO = 15.0  # mel frames per input token at most, when generating
+DROPOUT_SEED = 0  # the speech-decoder prenet's dropout masks, drawn afresh for every utterance
 LISTENER = "speechpeft/tiny-whisper"  # the ASR backbone that measures intelligibility
 LISTENER_BATCH = 16  # clips transcribed at once (each is padded to the listener's window)
 
@@ -38,9 +40,20 @@ class SpeechSynthesis:
         self.reduction = backbone.model.config.reduction_factor
         self.speaker_dim = backbone.model.config.speaker_embedding_dim
 
-    def usable(self, rows: datasets.Dataset) -> datasets.Dataset:
-        longest = self.backbone.model.config.max_text_positions - 2  # room for the end token
-        return rows.filter(lambda text: len(self.tokenizer(text).input_ids) <= longest, input_columns="text")
+    def usable(self, rows: datasets.Dataset) -> tuple[datasets.Dataset, LeftOut]:
+        """Leave out (and count) texts with no words after the normaliser (no CER reference) or longer than the
+        text positions, and reference clips of more mel frames than the speech decoder has positions for."""
+        config = self.backbone.model.config
+        longest = config.max_text_positions - 2  # room for the end token
+        text_too_long = text_longer_than(longest, lambda text: self.tokenizer(text).input_ids)
+        return sift(rows, [normalises_to_nothing(), text_too_long, self._reference_too_long()])
+
+    def _reference_too_long(self) -> Rule:
+        """The decoder reads every `reduction`-th mel frame (1 frame + 1 per hop of samples); past its
+        `max_speech_positions` positions the model fails, so the longest usable clip is one sample short of
+        `max_speech_positions * reduction` hops."""
+        frames = self.backbone.model.config.max_speech_positions * self.reduction
+        return audio_longer_than(frames * self.extractor.sample_stride - 1, self.extractor.sampling_rate)
 
     def collate(self, rows: list[dict]) -> dict[str, Any]:
         texts, audio = [row["text"] for row in rows], decode_audio(rows)
@@ -64,39 +77,57 @@ class SpeechSynthesis:
         return model(**{k: batch[k].to(self.backbone.device) for k in keys}).loss
 
     def predict(self, model: torch.nn.Module, batch: dict[str, Any]) -> Predictions:
-        device = self.backbone.device
+        """Speak each text of the batch alone, so that no utterance depends on the batch it is in.
 
-        def speak() -> list[np.ndarray]:
-            mels, lengths = model.generate_speech(
-                batch["input_ids"].to(device), self._speakers(len(batch["references"])).to(device),
-                attention_mask=batch["attention_mask"].to(device), maxlenratio=MAX_LENGTH_RATIO,
-                return_output_lengths=True,
-            )  # fmt: skip
-            mels = mels if mels.dim() == 3 else mels.unsqueeze(0)
-            return [
-                griffin_lim(mel[:length].float().cpu(), self.extractor)
-                for mel, length in zip(mels, lengths, strict=True)
-            ]
+        Batched, the decoder's float rounding differs from a lone utterance's in the last bits, and over hundreds
+        of autoregressive steps (through the prenet's dropout) that moves where an utterance stops.
+        """
+        texts = [ids[mask.bool()] for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True)]
+        spoken, seconds = timed(lambda: [self._speak(model, ids) for ids in texts])
+        extras = [{"reference_audio": reference, "capped": capped}
+                  for reference, (_, capped) in zip(batch["reference_audio"], spoken, strict=True)]  # fmt: skip
+        return Predictions([audio for audio, _ in spoken], batch["references"], seconds, extras=extras)
 
-        audio, seconds = timed(speak)
-        extras = [{"reference_audio": ref} for ref in batch["reference_audio"]]
-        return Predictions(audio, batch["references"], seconds, extras=extras)
+    def _speak(self, model: torch.nn.Module, ids: torch.Tensor) -> tuple[np.ndarray, bool]:
+        """[tokens] ids -> waveform, and whether the decoder ran to its length cap (predicted no end before it).
+
+        The prenet keeps its dropout at inference: every utterance draws its masks from the same seed.
+        """
+        device, steps = self.backbone.device, self._max_steps(len(ids))
+        with seeded(device, DROPOUT_SEED):
+            mel = model.generate_speech(  # [frames, mel bins]; `maxlenratio` gives exactly `steps` steps at most
+                ids[None].to(device),
+                self._speakers(1).to(device),
+                maxlenratio=(steps + 0.5) * self.reduction / len(ids),
+            )
+        return griffin_lim(mel.float().cpu(), self.extractor), len(mel) >= steps * self.reduction
+
+    def _max_steps(self, tokens: int) -> int:
+        """Decoder steps (of `reduction` frames) a text of `tokens` may take: MAX_LENGTH_RATIO frames per token,
+        within the decoder's positions."""
+        limit = self.backbone.model.config.max_speech_positions - 1
+        return min(int(tokens * MAX_LENGTH_RATIO) // self.reduction, limit)
 
     def score(self, predictions: list[Predictions]) -> tuple[dict[str, float], list[dict]]:
         audio = [a for p in predictions for a in p.outputs]
         texts = [t for p in predictions for t in p.references]
         references = [e["reference_audio"] for p in predictions for e in p.extras]
+        capped = [e.get("capped", False) for p in predictions for e in p.extras]
         quality = load_metric("dnsmos").compute(predictions=audio)
         distortion = load_metric("mcd").compute(predictions=audio, references=references)
         heard = self._transcribe(audio)
         metrics = {key: quality[key] for key in ("ovrl_mos", "sig_mos", "bak_mos", "p808_mos")}
-        metrics["mcd"] = distortion["mcd"]
+        metrics["mcd"], metrics["capped_utterances"] = distortion["mcd"], sum(capped)
+        if any(capped):
+            logger.warning("%d of %d utterances never stopped: cut at their cap of %s mel frames per input token",
+                           sum(capped), len(capped), MAX_LENGTH_RATIO)  # fmt: skip
         rate = self.extractor.sampling_rate
-        scored = zip(texts, audio, distortion["per_clip"], quality["per_clip"], strict=True)
+        scored = zip(texts, audio, distortion["per_clip"], quality["per_clip"], capped, strict=True)
         items = [
-            {"reference": t, "seconds": round(len(a) / rate, 3), "mcd": m, **{k: round(v, 3) for k, v in q.items()}}
-            for t, a, m, q in scored
-        ]
+            {"reference": t, "seconds": round(len(a) / rate, 3), "capped": c, "mcd": m,
+             **{k: round(v, 3) for k, v in q.items()}}
+            for t, a, m, q, c in scored
+        ]  # fmt: skip
         if heard is not None:
             metrics["cer"] = load_metric("cer").compute(predictions=heard, references=texts)["cer"]
             for item, hypothesis in zip(items, heard, strict=True):
@@ -112,9 +143,10 @@ class SpeechSynthesis:
         heard = []
         for start in range(0, len(audio), LISTENER_BATCH):
             chunk = audio[start : start + LISTENER_BATCH]
-            features = extractor(chunk, sampling_rate=extractor.sampling_rate, return_tensors="pt").input_features
+            features = extractor(chunk, sampling_rate=extractor.sampling_rate, return_tensors="pt",
+                                 return_attention_mask=True)  # fmt: skip
             with torch.no_grad():
-                ids = listener.model.generate(input_features=features)
+                ids = listener.model.generate(**features)
             heard += [text.strip() for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
         return heard
 

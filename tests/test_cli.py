@@ -81,3 +81,73 @@ def test_data_synth_writes_a_loadable_dataset(tmp_path):
     assert set(corpus["adapt"]["voice_group"]) == {"adapt"}
     again = run("data", "synth", "--utterances", "8", "--voices", "adapt", "--out", str(out))
     assert again.returncode == 2 and "already holds a dataset: pass --overwrite" in again.stderr
+
+
+def _raising(error: Exception):
+    def command(args):
+        raise error
+
+    return command
+
+
+def test_a_library_error_is_one_line_saying_how_to_see_the_traceback(monkeypatch, capsys):
+    from speechpeft import commands
+
+    monkeypatch.setattr(commands, "backbones_list", _raising(ValueError("shapes (2, 3) and (4,) do not match")))
+    assert main(["backbones", "list"]) == 1
+    assert capsys.readouterr().err == (
+        "speechpeft: error: unexpected ValueError: shapes (2, 3) and (4,) do not match "
+        "(not an input check; rerun with -v for the traceback)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv", [["backbones", "list", "-v"], ["backbones", "-v", "list"], ["backbones", "list", "--verbose"]]
+)
+def test_verbose_after_the_command_shows_the_traceback(monkeypatch, argv):
+    from speechpeft import commands
+
+    monkeypatch.setattr(commands, "backbones_list", _raising(ValueError("shapes do not match")))
+    with pytest.raises(ValueError, match="shapes do not match"):
+        main(argv)
+
+
+def test_a_user_error_is_one_line_with_exit_2(monkeypatch, capsys):
+    from speechpeft import commands
+    from speechpeft.errors import UserError
+
+    message = "no corpus in ./corpus: build one with `speechpeft data synth --out ./corpus`"
+    monkeypatch.setattr(commands, "backbones_list", _raising(UserError(message)))
+    assert main(["backbones", "list"]) == 2
+    assert capsys.readouterr().err == f"speechpeft: error: {message}\n"
+
+
+@pytest.mark.parametrize(
+    "argv, verbose",
+    [
+        (["backbones", "info", "wavlm", "-v"], True),
+        (["train", "--task", "asr", "--out", "adapter", "-v"], True),
+        (["train", "-v", "--task", "asr", "--out", "adapter"], True),
+        (["eval", "--adapter", "adapter", "--verbose"], True),
+        (["data", "synth", "--out", "corpus", "--utterances", "8", "-v"], True),
+        (["adapters", "list", "-v"], True),
+        (["backbones", "pretrain", "tiny-whisper", "--corpus", "corpus", "--out", "run", "-v"], True),
+        (["-v", "train", "--task", "asr", "--out", "adapter"], True),  # the subcommand must not reset it
+        (["train", "--task", "asr", "--out", "adapter"], False),
+    ],
+)
+def test_verbose_is_accepted_before_and_after_every_command(argv, verbose):
+    from speechpeft.cli import build_parser
+
+    assert build_parser().parse_args(argv).verbose is verbose
+
+
+def test_verbose_after_train_reaches_the_command(monkeypatch, tmp_path, capsys):
+    from speechpeft import commands
+
+    seen = []
+    monkeypatch.setattr(commands, "train_adapter", seen.append)
+    assert main(["train", "--task", "asr", "--out", str(tmp_path / "adapter"), "-v"]) == 0
+    assert seen[0].verbose is True and seen[0].options.out == tmp_path / "adapter"
+    assert main(["backbones", "info", "wavlm", "-v"]) == 0
+    assert "family: wavlm" in capsys.readouterr().out

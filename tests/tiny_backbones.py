@@ -21,20 +21,21 @@ SMALL_TRANSFORMER = {"num_hidden_layers": 2, "num_attention_heads": 2, "intermed
 SMALL_CONV = {"conv_dim": (32, 32), "conv_stride": (5, 4), "conv_kernel": (10, 4)}
 
 
-def save_tiny_whisper(directory: Path) -> Path:
-    """Whisper with 1 s windows: 100 mel frames = 2 x max_source_positions."""
+def save_tiny_whisper(directory: Path, window_seconds: int = 8) -> Path:
+    """Whisper with `window_seconds` windows (100 mel frames a second = 2 x max_source_positions): 8 s by default,
+    longer than every clip of the small test corpora, which a shorter window would leave out."""
     tokenizer = train_whisper_tokenizer(TEXTS, vocab_size=300)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (ENDOFTEXT, STARTOFTRANSCRIPT)}
     config = tf.WhisperConfig(
         vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80, max_source_positions=50,
-        max_target_positions=32, pad_token_id=ids[ENDOFTEXT], bos_token_id=ids[ENDOFTEXT],
-        eos_token_id=ids[ENDOFTEXT], decoder_start_token_id=ids[STARTOFTRANSCRIPT],
+        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80,
+        max_source_positions=50 * window_seconds, max_target_positions=32, pad_token_id=ids[ENDOFTEXT],
+        bos_token_id=ids[ENDOFTEXT], eos_token_id=ids[ENDOFTEXT], decoder_start_token_id=ids[STARTOFTRANSCRIPT],
         classifier_proj_size=16, num_labels=NUM_LABELS,
     )  # fmt: skip
     torch.manual_seed(0)
     tf.WhisperForConditionalGeneration(config).save_pretrained(directory)
-    extractor = tf.WhisperFeatureExtractor(feature_size=80, chunk_length=1)
+    extractor = tf.WhisperFeatureExtractor(feature_size=80, chunk_length=window_seconds)
     tf.WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(directory)
     return directory
 
@@ -62,12 +63,19 @@ def save_tiny_speecht5(directory: Path, task: str = "tts") -> Path:
     return directory
 
 
-def save_tiny_ssl_encoder(directory: Path, family: str = "wav2vec2") -> Path:
-    """wav2vec2, HuBERT or WavLM with a CTC head over a character vocabulary."""
+def save_tiny_ssl_encoder(
+    directory: Path, family: str = "wav2vec2", upper_case: bool = False, attention_mask: bool = True
+) -> Path:
+    """wav2vec2, HuBERT or WavLM with a CTC head over a character vocabulary.
+
+    `upper_case` spells the vocabulary "A".."Z" (with `do_lower_case` false) and `attention_mask=False` makes
+    the extractor return no mask, both as facebook/wav2vec2-base-960h does.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    vocab = {"<pad>": 0, "<unk>": 1, "|": 2, **{c: i + 3 for i, c in enumerate("abcdefghijklmnopqrstuvwxyz'")}}
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ'" if upper_case else "abcdefghijklmnopqrstuvwxyz'"
+    vocab = {"<pad>": 0, "<unk>": 1, "|": 2, **{c: i + 3 for i, c in enumerate(letters)}}
     (directory / "vocab.json").write_text(json.dumps(vocab))
-    tokenizer = tf.Wav2Vec2CTCTokenizer(str(directory / "vocab.json"))
+    tokenizer = tf.Wav2Vec2CTCTokenizer(str(directory / "vocab.json"), do_lower_case=False)
     config_class, model_class = {
         "wav2vec2": (tf.Wav2Vec2Config, tf.Wav2Vec2ForCTC),
         "hubert": (tf.HubertConfig, tf.HubertForCTC),
@@ -79,6 +87,6 @@ def save_tiny_ssl_encoder(directory: Path, family: str = "wav2vec2") -> Path:
     )  # fmt: skip
     torch.manual_seed(0)
     model_class(config).save_pretrained(directory)
-    extractor = tf.Wav2Vec2FeatureExtractor(return_attention_mask=True)
+    extractor = tf.Wav2Vec2FeatureExtractor(return_attention_mask=attention_mask)
     tf.Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(directory)
     return directory

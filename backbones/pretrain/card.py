@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from speechpeft.backbones.builtin import WEIGHTS_DIR
 from speechpeft.backbones.loading import FrozenBackbone, load_frozen
 from speechpeft.backbones.pretrain.card_text import whisper_card
+from speechpeft.directories import recover_directory, staged_replacement
 
 BATCH = 32
 SESSION_GAP_S = 600  # a longer pause between two curve entries is a stopped-and-resumed run, not training
@@ -48,7 +49,7 @@ def transcribe(backbone: FrozenBackbone, audio: list[np.ndarray]) -> tuple[list[
 
 
 def transcribe_split(model_dir: Path, rows: datasets.Dataset) -> tuple[list[str], float]:
-    """Hypotheses for every row, and the real-time factor (audio seconds per compute second)."""
+    """Hypotheses for every row, and RTFx = audio seconds / compute seconds (higher is faster; RTF is its inverse)."""
     backbone = load_frozen(model_dir, "asr", "fp32", device="cpu")
     hypotheses, compute = [], 0.0
     for start in tqdm(range(0, len(rows), BATCH), desc="transcribing", unit="batch"):
@@ -64,7 +65,7 @@ def measure_whisper(model_dir: Path, corpus: Path) -> dict:
     window = json.loads((model_dir / "config.json").read_text())["max_source_positions"] * 2 / 100  # seconds
     test = datasets.load_from_disk(str(corpus))["test"]
     fits = test.filter(lambda duration: duration <= window, input_columns="duration")  # no audio decoding
-    hypotheses, rtf = transcribe_split(model_dir, fits)
+    hypotheses, rtfx = transcribe_split(model_dir, fits)
     rows = fits.select_columns(["voice_group", "kind", "text", "voice"]).to_list()
     scores = {}
     for group in ("pretrain", "adapt"):
@@ -77,13 +78,14 @@ def measure_whisper(model_dir: Path, corpus: Path) -> dict:
                 ).__dict__
     examples = [{"voice": r["voice"], "reference": r["text"], "hypothesis": h[:200]}
                 for r, h in zip(rows[:8], hypotheses, strict=False)]  # fmt: skip
-    return {"scores": scores, "real_time_factor": round(rtf, 1), "window_seconds": window,
+    return {"scores": scores, "rtfx": round(rtfx, 1), "window_seconds": window,
             "left_out_longer_than_window": len(test) - len(fits), "examples": examples}  # fmt: skip
 
 
 def training_summary(run: Path) -> dict:
     """Steps, training wall time (pauses between sessions left out) and the best evaluation, from the run."""
     curves = [json.loads(line) for line in (run / "curves.jsonl").read_text().splitlines()]
+    recover_directory(run / "checkpoint")
     times = [c["time"] for c in curves]
     seconds = sum(b - a for a, b in itertools.pairwise(times) if b - a < SESSION_GAP_S)
     state = json.loads((run / "checkpoint" / "state.json").read_text())
@@ -99,16 +101,26 @@ def training_summary(run: Path) -> dict:
 
 
 def ship_whisper(run: Path, corpus: Path, weights_dir: Path = WEIGHTS_DIR, name: str = "tiny-whisper") -> Path:
-    """Copy the run's best model into the package, measure it, and write its model card."""
+    """Copy the run's best model into the package, measure it, and write its model card.
+
+    The copy is measured in `NAME.tmp` and replaces the shipped backbone only once its card is written: when the
+    measurement raises (or is interrupted) the backbone shipped before stays, and the exception propagates.
+    """
     target = weights_dir / name
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(run / "model", target)
-    facts = {"measured": measure_whisper(target, corpus), "training": training_summary(run),
-             "corpus": json.loads((corpus / "synth.json").read_text()), "corpus_path": str(corpus),
-             "machine": machine()}  # fmt: skip
-    (target / "speechpeft_card.json").write_text(json.dumps(facts, indent=1) + "\n")
-    (target / "README.md").write_text(whisper_card(target, facts))
+    with staged_replacement(target) as staged:
+        shutil.copytree(best_model(run), staged)
+        facts = {"measured": measure_whisper(staged, corpus), "training": training_summary(run),
+                 "corpus": json.loads((corpus / "synth.json").read_text()), "corpus_path": str(corpus),
+                 "machine": machine()}  # fmt: skip
+        (staged / "speechpeft_card.json").write_text(json.dumps(facts, indent=1) + "\n")
+        (staged / "README.md").write_text(whisper_card(staged, facts))
     return target
+
+
+def best_model(run: Path) -> Path:
+    """The run's exported model directory (put back first if an export was interrupted mid-swap)."""
+    recover_directory(run / "model")
+    return run / "model"
 
 
 def machine() -> str:

@@ -38,8 +38,8 @@ def whisper_card(directory: Path, facts: dict) -> str:
         group, kind = key.split("/")
         label = "pretrain voices" if group == "pretrain" else "adaptation voices"
         lines.append(f"| {label} | {kind} | {score['utterances']} | {score['wer']:.1%} | {score['cer']:.1%} |")
-    lines += ["", f"Real-time factor (audio seconds per compute second, greedy decoding, batch 32, fp32): "
-              f"{measured['real_time_factor']}.", "", "Examples:", ""]  # fmt: skip
+    lines += ["", f"RTFx, audio seconds / compute seconds (greedy decoding, batch 32, fp32; higher is faster): "
+              f"{measured['rtfx']}.", "", "Examples:", ""]  # fmt: skip
     lines += [f"- {e['voice']}: `{e['reference']}` → `{e['hypothesis']}`" for e in measured["examples"]]
     return "\n".join(lines) + "\n"
 

@@ -21,10 +21,11 @@ from tqdm.auto import tqdm
 
 from speechpeft.backbones.builtin import WEIGHTS_DIR
 from speechpeft.backbones.loading import load_frozen
-from speechpeft.backbones.pretrain.card import machine, training_summary, transcribe
+from speechpeft.backbones.pretrain.card import best_model, machine, training_summary, transcribe
 from speechpeft.backbones.pretrain.card_text import speecht5_card
 from speechpeft.backbones.pretrain.speecht5 import SPEAKER_EMBEDDING_DIM
 from speechpeft.backbones.vocoder import griffin_lim
+from speechpeft.directories import staged_replacement
 
 SAMPLE_RATE = 16_000  # Hz
 DNSMOS_KEYS = ("ovrl_mos", "sig_mos", "bak_mos", "p808_mos")
@@ -80,13 +81,18 @@ def measure_speecht5(model_dir: Path, corpus: Path, voice: str, asr: str, limit:
 
 def ship_speecht5(run: Path, corpus: Path, asr: str = "speechpeft/tiny-whisper", weights_dir: Path = WEIGHTS_DIR,
                   name: str = "tiny-speecht5", sentences: int = 64) -> Path:  # fmt: skip
+    """Copy the run's best model into the package, measure it, and write its model card.
+
+    As `ship_whisper`: the copy is measured in `NAME.tmp`, so a measurement that raises (the exception
+    propagates) or is interrupted leaves the backbone shipped before in place.
+    """
     target = weights_dir / name
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(run / "model", target)
-    training = training_summary(run)
-    measured = measure_speecht5(target, corpus, training["options"]["voice"], asr, sentences)
-    facts = {"measured": measured, "training": training, "corpus": json.loads((corpus / "synth.json").read_text()),
-             "machine": machine()}  # fmt: skip
-    (target / "speechpeft_card.json").write_text(json.dumps(facts, indent=1) + "\n")
-    (target / "README.md").write_text(speecht5_card(target, facts))
+    with staged_replacement(target) as staged:
+        shutil.copytree(best_model(run), staged)
+        training = training_summary(run)
+        measured = measure_speecht5(staged, corpus, training["options"]["voice"], asr, sentences)
+        facts = {"measured": measured, "training": training,
+                 "corpus": json.loads((corpus / "synth.json").read_text()), "machine": machine()}  # fmt: skip
+        (staged / "speechpeft_card.json").write_text(json.dumps(facts, indent=1) + "\n")
+        (staged / "README.md").write_text(speecht5_card(staged, facts))
     return target

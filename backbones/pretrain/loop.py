@@ -7,7 +7,6 @@ A recipe supplies its modules, a loss function of the step, a learning-rate sche
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -19,6 +18,8 @@ from tqdm.auto import tqdm
 from speechpeft.backbones.pretrain.curves import CurveLog
 from speechpeft.backbones.pretrain.options import PretrainOptions
 from speechpeft.backbones.pretrain.state import META_FILE, STATE_FILE, load_state, save_state
+from speechpeft.directories import recover_directory, replace_directory, staging_directory
+from speechpeft.errors import OutputExistsError
 
 LOG_EVERY = 10  # steps
 MAX_GRAD_NORM = 1.0
@@ -37,11 +38,15 @@ class Recipe:
 
 
 def resumable(checkpoint: Path) -> bool:
-    """A full checkpoint to resume from; a finished run committed without its optimizer state is refused."""
+    """A full checkpoint to resume from (one a crash mid-swap set aside is put back first).
+
+    Raises OutputExistsError (a FileExistsError) for a finished run committed without its optimizer state.
+    """
+    recover_directory(checkpoint)
     if (checkpoint / STATE_FILE).exists():
         return True
     if (checkpoint / META_FILE).exists():
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{checkpoint.parent} holds a finished run whose weights and optimizer state were not kept (only "
             f"{META_FILE}): pretrain into a new --out directory, or delete {checkpoint.parent} to start it over"
         )
@@ -113,12 +118,10 @@ def options_record(options: PretrainOptions) -> dict:
 
 def export_half(model, processor, directory: Path) -> None:
     """Save a float16 copy of `model` (the training copy stays fp32) with its processor, atomically."""
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = staging_directory(directory)
     half = type(model)(model.config)
     half.load_state_dict(model.state_dict())
     half.generation_config = model.generation_config
     half.to(torch.float16).save_pretrained(tmp)
     processor.save_pretrained(tmp)
-    shutil.rmtree(directory, ignore_errors=True)
-    tmp.replace(directory)
+    replace_directory(tmp, directory)

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from speechpeft.errors import InputError
 from speechpeft.options import help_text as _help
 
 
@@ -41,11 +42,11 @@ class PretrainOptions:
 
     def __post_init__(self) -> None:
         if self.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError("--precision must be auto, bf16 or fp32")
+            raise InputError("--precision must be auto, bf16 or fp32")
         if self.precision == "auto":
             object.__setattr__(self, "precision", "bf16" if cpu_has_native_bf16() else "fp32")
         if min(self.steps, self.batch_size, self.eval_every, self.warmup, self.eval_utterances) < 1:
-            raise ValueError("--steps, --batch-size, --eval-every, --warmup and --eval-utterances must be positive")
+            raise InputError("--steps, --batch-size, --eval-every, --warmup and --eval-utterances must be positive")
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,9 @@ class WhisperPretrainOptions(PretrainOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         if min(self.freq_masks, self.time_masks) < 0 or not 0 <= self.label_smoothing < 1:
-            raise ValueError("--freq-masks and --time-masks must be >= 0, --label-smoothing in [0, 1)")
+            raise InputError("--freq-masks and --time-masks must be >= 0, --label-smoothing in [0, 1)")
         if self.init_from is not None and not (Path(self.init_from) / "config.json").exists():
-            raise ValueError(
+            raise InputError(
                 f"--init-from {self.init_from}: no config.json there; point it at a finished run's model/ directory"
             )
 
@@ -91,4 +92,4 @@ class SpeechT5PretrainOptions(PretrainOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.reduction_factor < 1:
-            raise ValueError("--reduction-factor must be positive")
+            raise InputError("--reduction-factor must be positive")

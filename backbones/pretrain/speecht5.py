@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from speechpeft.backbones.pretrain.loop import Recipe, export_half, options_record, train, warmup_cosine
 from speechpeft.backbones.pretrain.options import SpeechT5PretrainOptions
+from speechpeft.errors import InputError
 
 SPEAKER_EMBEDDING_DIM = 16
 MAX_TEXT_CHARACTERS = 120
@@ -75,7 +76,7 @@ def prepare(options: SpeechT5PretrainOptions) -> tuple[transformers.SpeechT5Proc
     train_rows = corpus["pretrain"].filter(wanted, input_columns=["voice", "text"])
     test_rows = corpus["test"].filter(wanted, input_columns=["voice", "text"])
     if len(train_rows) == 0:
-        raise ValueError(f"no pretrain utterances by voice {options.voice!r} in {options.corpus}")
+        raise InputError(f"no pretrain utterances by voice {options.voice!r} in {options.corpus}")
     test_rows = test_rows.shuffle(seed=options.seed).select(range(min(options.eval_utterances, len(test_rows))))
     data = options.out / "data"
     data.mkdir(parents=True, exist_ok=True)

@@ -2,17 +2,19 @@
 
 Nothing is pickled: optimizer moments are flattened into named tensors, and the structure (param
 groups, step, options) goes to JSON. A checkpoint is written to a temporary directory and renamed
-into place, so a crash mid-save leaves the previous checkpoint intact.
+into place (`speechpeft.directories`), so a crash mid-save leaves the previous checkpoint, or one that
+`recover_directory` puts back.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from speechpeft.directories import replace_directory, staging_directory
 
 STATE_FILE, META_FILE = "state.safetensors", "state.json"
 
@@ -25,16 +27,11 @@ def save_state(directory: Path, modules: dict[str, torch.nn.Module], optimizer: 
     for index, slots in optim["state"].items():
         tensors.update({f"optimizer.{index}.{key}": torch.as_tensor(value).clone() for key, value in slots.items()})
     tensors["rng.torch"] = torch.get_rng_state()
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = staging_directory(directory)
     tmp.mkdir(parents=True)
     save_file(tensors, str(tmp / STATE_FILE))
     (tmp / META_FILE).write_text(json.dumps({"step": step, "param_groups": optim["param_groups"], **meta}, indent=1))
-    old = directory.with_name(directory.name + ".old")
-    if directory.exists():
-        directory.replace(old)
-    tmp.replace(directory)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_directory(tmp, directory)
 
 
 def load_state(directory: Path, modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer) -> dict:

@@ -25,6 +25,7 @@ from speechpeft.backbones.pretrain import tokenizer as tok
 from speechpeft.backbones.pretrain.features import FeatureSet, build_features
 from speechpeft.backbones.pretrain.loop import Recipe, export_half, options_record, train, warmup_cosine
 from speechpeft.backbones.pretrain.options import WhisperPretrainOptions
+from speechpeft.errors import InputError
 
 SAMPLE_RATE = 16_000  # Hz
 MEL_BINS = 80
@@ -190,7 +191,7 @@ def build_model(
         model = transformers.WhisperForConditionalGeneration(whisper_config(options, tokenizer))
         model.generation_config = generation_config(model.config, tokenizer)
     if model.config.max_source_positions * 2 != options.chunk_seconds * FRAMES_PER_SECOND:
-        raise ValueError(f"--init-from {options.init_from} takes {model.config.max_source_positions * 2} frames: "
+        raise InputError(f"--init-from {options.init_from} takes {model.config.max_source_positions * 2} frames: "
                          f"pass the --chunk-seconds it was trained with")  # fmt: skip
     ctc_head = torch.nn.Linear(model.config.d_model, len(tokenizer) + 1)  # last class: the CTC blank
     return model, ctc_head

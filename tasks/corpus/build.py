@@ -12,6 +12,7 @@ from pathlib import Path
 import datasets
 import soundfile
 
+from speechpeft.errors import MissingInputError, OutputExistsError
 from speechpeft.tasks.corpus import plan, render, text
 from speechpeft.tasks.corpus.card import write_card
 from speechpeft.tasks.corpus.options import SynthOptions, parse_weights
@@ -59,16 +60,16 @@ def build_corpus(options: SynthOptions, progress: bool = True) -> datasets.Datas
 def _prepare_output(options: SynthOptions) -> Path:
     missing = missing_programs(options.selected_voices())
     if missing:
-        raise FileNotFoundError(f"missing programs {missing}: run `make setup` (it installs them with apt-get)")
+        raise MissingInputError(f"missing programs {missing}: run `make setup` (it installs them with apt-get)")
     out, work = options.out, options.out / ".work"
     finished = (out / "dataset_dict.json").exists()
     ours = finished or work.exists() or not out.exists() or not any(out.iterdir())
     if not ours:
-        raise FileExistsError(f"{out} is not empty and holds no speechpeft corpus: choose an empty or new --out")
+        raise OutputExistsError(f"{out} is not empty and holds no speechpeft corpus: choose an empty or new --out")
     if options.overwrite and out.exists():
         shutil.rmtree(out)
     elif finished:
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{out} already holds a dataset: pass --overwrite to replace it, or choose another --out"
         )
     work.mkdir(parents=True, exist_ok=True)
@@ -79,7 +80,7 @@ def _load_or_make_plan(options: SynthOptions, work: Path) -> list[plan.Utterance
     key_path, plan_path = work / "plan-options.json", work / "plan.jsonl"
     if plan_path.exists():
         if json.loads(key_path.read_text()) != options.plan_key():
-            raise FileExistsError(
+            raise OutputExistsError(
                 f"{options.out} holds a partial build made with other options ({key_path}): rerun with those, "
                 "or pass --overwrite to start again"
             )

@@ -7,6 +7,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from speechpeft.errors import InputError
 from speechpeft.tasks.corpus.plan import KINDS, SPLITS
 from speechpeft.tasks.corpus.voices import VOICES, Voice
 
@@ -36,13 +37,13 @@ class SynthOptions:
 
     def __post_init__(self) -> None:
         if (self.utterances is None) == (self.hours is None):
-            raise ValueError("give exactly one of --utterances N or --hours H")
+            raise InputError("give exactly one of --utterances N or --hours H")
         if (self.utterances is not None and self.utterances < 1) or (self.hours is not None and self.hours <= 0):
-            raise ValueError("--utterances and --hours must be positive")
+            raise InputError("--utterances and --hours must be positive")
         if self.jobs < 1:
-            raise ValueError("--jobs must be at least 1")
+            raise InputError("--jobs must be at least 1")
         if not 0 < self.test_fraction < 1:
-            raise ValueError("--test-fraction must be between 0 and 1")
+            raise InputError("--test-fraction must be between 0 and 1")
         parse_weights(self.kinds, KINDS, "--kinds")
         parse_weights(self.splits, SPLITS, "--splits")
         self.selected_voices()
@@ -54,7 +55,7 @@ class SynthOptions:
         unknown = set(self.voices) - {v.id for v in VOICES} - {"pretrain", "adapt"}
         if unknown or not chosen:
             valid = ", ".join(["pretrain", "adapt", *(v.id for v in VOICES)])
-            raise ValueError(f"unknown voices {sorted(unknown)} in --voices; valid: {valid}")
+            raise InputError(f"unknown voices {sorted(unknown)} in --voices; valid: {valid}")
         return tuple(chosen)
 
     def plan_key(self) -> dict:
@@ -70,9 +71,9 @@ def parse_weights(items: tuple[str, ...], valid: tuple[str, ...], flag: str) -> 
         try:
             weights[name] = float(value)
         except ValueError:
-            raise ValueError(f"{flag} expects name=weight, got {item!r}") from None
+            raise InputError(f"{flag} expects name=weight, got {item!r}") from None
         if name not in valid or weights[name] < 0:
-            raise ValueError(f"{flag}: {item!r} must be one of {valid} with a weight >= 0")
+            raise InputError(f"{flag}: {item!r} must be one of {valid} with a weight >= 0")
     if sum(weights.values()) <= 0:
-        raise ValueError(f"{flag}: at least one weight must be positive")
+        raise InputError(f"{flag}: at least one weight must be positive")
     return weights

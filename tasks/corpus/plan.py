@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from speechpeft.errors import InputError
 from speechpeft.tasks.corpus import commands, text
 from speechpeft.tasks.corpus.voices import Voice
 
@@ -79,7 +80,7 @@ def plan_utterances(
     splits = [s for s in SPLITS if split_weights.get(s, 0) > 0 and (s == "test" or by_group[s])]
     kinds = [k for k in KINDS if kind_weights.get(k, 0) > 0 and pools.train[k] and pools.test[k]]
     if not splits or not kinds:
-        raise ValueError("nothing to plan: no split has voices or no text kind has texts")
+        raise InputError("nothing to plan: no split has voices or no text kind has texts")
     for index in itertools.count():
         split = rng.choices(splits, [split_weights[s] for s in splits])[0]
         kind = rng.choices(kinds, [kind_weights[k] for k in kinds])[0]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from speechpeft.errors import UserError
 from speechpeft.tasks.corpus.plan import Utterance
 from speechpeft.tasks.corpus.voices import voice_by_id
 
@@ -22,7 +23,7 @@ PEAK_DBFS = -3.0  # every clip is normalised to this peak level, whatever the en
 ENGINE_TIMEOUT_S = 60
 
 
-class SynthesisError(RuntimeError):
+class SynthesisError(UserError, RuntimeError):
     """A speech engine or sox failed on one utterance."""
 
 

@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from speechpeft.errors import MissingInputError
+
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 DICTIONARY = Path("/usr/share/dict/american-english")
 MIN_WORDS, MAX_WORDS = 3, 14
@@ -22,7 +24,7 @@ _PUNCTUATION = re.compile(r"[,;:.!?\"-]+")
 _TRANSCRIPT = re.compile(r"^[a-z']+( [a-z']+)*$")
 
 
-class MissingTextSourceError(FileNotFoundError):
+class MissingTextSourceError(MissingInputError):
     """A Debian text package the corpus needs is not installed."""
 
 

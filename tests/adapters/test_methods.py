@@ -73,6 +73,63 @@ def test_adalora_reallocates_ranks_while_training(tiny_backbone_dirs, corpus, tm
     assert any(k.endswith("lora_E") for k in weights)
 
 
+def orthogonality(model: torch.nn.Module) -> torch.Tensor:
+    """AdaLoRA's regulariser by its definition (Zhang et al. 2023, eq. 4): the mean over P (lora_A) and Q (lora_B)
+    of ||P P^T - I||_F and ||Q^T Q - I||_F."""
+    norms = []
+    for name, param in model.named_parameters():
+        if name.endswith(("lora_A.default", "lora_B.default")):
+            gram = param @ param.T if "lora_A" in name else param.T @ param
+            norms.append(torch.linalg.matrix_norm(gram - torch.eye(len(gram)), "fro"))
+    return torch.stack(norms).mean()
+
+
+def test_adalora_trains_on_its_regularised_objective(tiny_backbone_dirs, corpus, tmp_path):
+    """The loss the loop minimises is the task loss + orth_reg_weight x the orthogonality term (PEFT adds it in
+    AdaLoraModel.forward, which a plain PeftModel skips); in eval mode it is the task loss alone."""
+    from speechpeft.tasks.base import model_inputs
+    from speechpeft.train import prepare_run, train_mode
+
+    run = prepare_run(options(tmp_path, tiny_backbone_dirs["whisper"], corpus, method="adalora", steps=10))
+    batch = run.task.collate(list(run.train_rows.select(range(3))))
+    losses = {}
+    for mode, call in (("objective", lambda: run.task.loss(run.model, batch)),
+                       ("task", lambda: run.model.get_base_model()(**model_inputs(batch, torch.device("cpu"))).loss),
+                       ("eval", lambda: run.task.loss(run.model.eval(), batch))):  # fmt: skip
+        train_mode(run.model)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)  # the same LoRA dropout masks
+            losses[mode] = call().detach()
+    weight = run.model.peft_config["default"].orth_reg_weight
+    assert weight == 0.5 and orthogonality(run.model) > 1.0  # random P, Q: far from orthogonal
+    torch.testing.assert_close(losses["objective"], losses["task"] + weight * orthogonality(run.model).detach())
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        torch.testing.assert_close(losses["eval"], run.task.loss(run.model, batch).detach())  # no dropout in eval
+
+
+@pytest.mark.slow
+def test_adalora_keeps_no_adapter_before_its_rank_budget_is_final(tiny_backbone_dirs, corpus, tmp_path, capsys):
+    """With early stopping after one stale validation, the kept adapter must still be a pruned one: validations
+    before step total_step - tfinal (20 - 4) are skipped, said on the terminal and listed in the record."""
+    out = options(tmp_path, tiny_backbone_dirs["whisper"], corpus, method="adalora", steps=20, eval_every=2,
+                  patience=1, rank=2)  # fmt: skip
+    record = train(out, progress=False)
+    assert record["selection"]["skipped_steps"] == list(range(2, 16, 2))
+    assert "AdaLoRA fixes its ranks (average r 2, from init_r 3) at step 16" in record["selection"]["reason"]
+    assert "not validated, no adapter kept until then" in capsys.readouterr().out
+    assert record["best_step"] >= 16
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    kept = [sum(mask) for mask in config["rank_pattern"].values()]
+    assert sum(kept) == config["target_r"] * len(kept)  # the budget reached: an average rank of 2, not init_r 3
+
+
+def test_adalora_refuses_a_run_too_short_to_reach_its_budget(tiny_backbone_dirs):
+    backbone = load_frozen(tiny_backbone_dirs["whisper"], "asr", "fp32", device="cpu")
+    with pytest.raises(ValueError, match="AdaLoRA needs --steps 2 or more to reach its rank budget"):
+        METHODS.get("adalora").attach(backbone, AdapterOptions(rank=2, steps=1))
+
+
 @pytest.mark.slow
 def test_frozen_is_zero_shot_without_a_head_and_a_probe_with_one(tiny_backbone_dirs, corpus, tmp_path):
     zero_shot = train(options(tmp_path, tiny_backbone_dirs["whisper"], corpus, method="frozen"), progress=False)
@@ -131,16 +188,26 @@ def test_method_options_are_checked_before_any_work(override, message, tmp_path)
         TrainOptions(task="asr", out=tmp_path / "a", **override)
 
 
-@pytest.mark.parametrize("method", ["prefix", "bottleneck"])
+@pytest.mark.parametrize(
+    ("method", "task"),
+    [("prefix", "asr"), ("bottleneck", "asr"), ("lora", "keyword"), ("frozen", "keyword"), ("full", "asr")],
+)
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
-def test_our_methods_train_on_reduced_precision_backbones(method, precision, tiny_backbone_dirs, corpus, tmp_path):
-    """bf16 weights, or bitsandbytes int8 linears: the new modules still get gradients and a finite loss."""
+def test_every_trainable_is_fp32_on_reduced_precision_backbones(
+    method, task, precision, tiny_backbone_dirs, corpus, tmp_path
+):
+    """bf16 weights, or bitsandbytes int8 linears: new modules, task heads and `full`'s weights train in fp32
+    (AdamW's master weights) under bf16 autocast, with gradients and a finite loss."""
     from speechpeft.train import prepare_run, train_mode
 
-    run = prepare_run(options(tmp_path, tiny_backbone_dirs["whisper"], corpus, method=method, precision=precision))
+    if method == "full" and precision == "int8":
+        pytest.skip("full fine-tuning refuses int8 (tested above)")
+    run = prepare_run(options(tmp_path, tiny_backbone_dirs["whisper"], corpus, method=method, task=task,
+                              precision=precision))  # fmt: skip
     batch = run.task.collate(list(run.train_rows.select(range(3))))
     train_mode(run.model)
-    loss = run.task.loss(run.model, batch)
+    with run.task.backbone.autocast():
+        loss = run.task.loss(run.model, batch)
     loss.backward()
     trainable = [p for p in run.model.parameters() if p.requires_grad]
     assert torch.isfinite(loss) and trainable and all(p.grad is not None for p in trainable)

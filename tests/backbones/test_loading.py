@@ -20,19 +20,20 @@ def one_second_of_audio() -> np.ndarray:
 
 
 def forward(backbone: FrozenBackbone) -> torch.Tensor:
-    """One forward pass through the task's model with inputs prepared by the loaded processor."""
+    """One forward pass through the task's model with inputs prepared by the loaded processor, on the model's
+    device and in its input dtype (bf16; fp16 for int8 on CUDA, whose unquantised layers run in fp16)."""
     model, processor = backbone.model, backbone.processor
-    dtype = torch.bfloat16 if backbone.precision == "bf16" else torch.float32
+    dtype, device = backbone.input_dtype, backbone.device
     if backbone.task == "tts":
-        ids = processor(text="turn on the lights", return_tensors="pt")["input_ids"]
-        speaker = torch.zeros(1, model.config.speaker_embedding_dim, dtype=dtype)
-        mel = torch.zeros(1, 4, model.config.num_mel_bins, dtype=dtype)
+        ids = processor(text="turn on the lights", return_tensors="pt")["input_ids"].to(device)
+        speaker = torch.zeros(1, model.config.speaker_embedding_dim, dtype=dtype, device=device)
+        mel = torch.zeros(1, 4, model.config.num_mel_bins, dtype=dtype, device=device)
         return model(input_ids=ids, speaker_embeddings=speaker, decoder_input_values=mel).spectrogram
     extractor = getattr(processor, "feature_extractor", processor)
     inputs = extractor(one_second_of_audio(), sampling_rate=16_000, return_tensors="pt")
-    features = {k: v.to(dtype) for k, v in inputs.items() if k in ("input_features", "input_values")}
+    features = {k: v.to(device, dtype) for k, v in inputs.items() if k in ("input_features", "input_values")}
     if backbone.task == "asr" and model.config.is_encoder_decoder:
-        start = torch.tensor([[model.config.decoder_start_token_id]])
+        start = torch.tensor([[model.config.decoder_start_token_id]], device=device)
         return model(**features, decoder_input_ids=start).logits
     return model(**features).logits
 

@@ -11,7 +11,7 @@ import transformers
 from speechpeft.backbones import builtin, load_frozen
 from speechpeft.backbones.pretrain import whisper as recipe
 from speechpeft.backbones.pretrain.card import ship_whisper
-from speechpeft.backbones.pretrain.loop import warmup_cosine
+from speechpeft.backbones.pretrain.loop import Recipe, train, warmup_cosine
 from speechpeft.backbones.pretrain.state import load_state, save_state
 from speechpeft.backbones.pretrain.tokenizer import NOTIMESTAMPS, WHISPER_SPECIAL_TOKENS, train_whisper_tokenizer
 from speechpeft.tasks.corpus.build import build_corpus
@@ -145,6 +145,29 @@ def test_a_finished_run_without_its_optimizer_state_is_not_silently_restarted(tm
     (checkpoint / "state.json").write_text('{"step": 8000}')
     with pytest.raises(FileExistsError, match="pretrain into a new --out directory"):
         resumable(checkpoint)
+
+
+def test_a_checkpoint_swap_cut_between_its_renames_resumes_from_its_step(tmp_path):
+    torch.manual_seed(0)
+    model, seen = torch.nn.Linear(2, 1), []
+
+    def losses(step: int) -> dict[str, torch.Tensor]:
+        seen.append(step)
+        return {"loss": model(torch.ones(4, 2)).pow(2).mean()}
+
+    evaluate = lambda: {"loss": float(seen[-1])}  # noqa: E731
+    linear = Recipe("linear", {"model": model}, losses, lambda step: 0.01, evaluate, "loss", lambda: None, {})
+    train(linear, tmp_path, steps=2, eval_every=2, bf16=False)
+    # What a crash between save_state's two renames leaves: checkpoint.old and a half-written checkpoint.tmp.
+    (tmp_path / "checkpoint").replace(tmp_path / "checkpoint.old")
+    (tmp_path / "checkpoint.tmp").mkdir()
+    (tmp_path / "checkpoint.tmp" / "state.json").write_text('{"step": 4')
+
+    seen.clear()
+    train(linear, tmp_path, steps=4, eval_every=2, bf16=False)
+    assert seen == [2, 3]  # resumed at step 2, not from 0
+    assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["step"] == 4
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint"]
 
 
 def test_spec_augment_masks_only_the_speech_and_is_seeded():

@@ -1,14 +1,17 @@
 """The leaderboard's metrics, loaded as `evaluate` modules from the package (offline), against hand-computed values."""
 
-import itertools
-import math
-
 import numpy as np
 import pytest
 
 from speechpeft.leaderboard.metrics import METRIC_NAMES, load_metric
 from speechpeft.leaderboard.normalize import normalize_english
-from speechpeft.leaderboard.speech_quality import cepstral_distortion, dtw_path
+from speechpeft.leaderboard.speech_quality import (
+    all_pass_constant,
+    cepstral_distortion,
+    envelope_mel_cepstra,
+    speech_frames,
+    world_envelope,
+)
 from tests.audio import spoken
 
 
@@ -58,53 +61,63 @@ def test_metric_names_are_checked():
     assert set(METRIC_NAMES) == {"wer", "cer", "classification", "dnsmos", "mcd"}
 
 
-def _brute_force_dtw(cost):
-    total = np.full((cost.shape[0] + 1, cost.shape[1] + 1), np.inf)
-    total[0, 0] = 0
-    for i in range(1, total.shape[0]):
-        for j in range(1, total.shape[1]):
-            total[i, j] = cost[i - 1, j - 1] + min(total[i - 1, j], total[i, j - 1], total[i - 1, j - 1])
-    return total[-1, -1]
+def test_mel_cepstra_of_an_envelope_built_from_known_coefficients():
+    import pysptk
+
+    assert all_pass_constant(16_000) == pytest.approx(0.41)  # mcepalpha's best fit to the mel scale at 16 kHz
+    coefficients = np.random.default_rng(0).normal(0, 1, (4, 25)) / (1 + np.arange(25))  # decaying, like speech
+    envelope = pysptk.mc2sp(coefficients, 0.41, 1024)  # [4, 513] power spectra whose mel-cepstrum is known
+    np.testing.assert_allclose(envelope_mel_cepstra(envelope), coefficients[:, 1:], atol=1e-6)  # c0 left out
+    np.testing.assert_allclose(envelope_mel_cepstra(envelope), pysptk.sp2mc(envelope, 24, 0.41)[:, 1:], atol=1e-12)
 
 
-@pytest.mark.parametrize("shape", [(7, 9), (1, 5), (5, 1), (12, 4), (30, 30)])
-def test_dtw_path_is_monotonic_and_of_least_cost(shape):
-    cost = np.random.default_rng(sum(shape)).random(shape)
-    path = dtw_path(cost)
-    assert path[0] == (0, 0) and path[-1] == (shape[0] - 1, shape[1] - 1)
-    assert all(0 <= b[0] - a[0] <= 1 and 0 <= b[1] - a[1] <= 1 and a != b for a, b in itertools.pairwise(path))
-    assert sum(cost[i, j] for i, j in path) == pytest.approx(_brute_force_dtw(cost))
+def test_world_envelope_is_a_power_envelope_every_5_ms(speech):
+    envelope = world_envelope(speech["a"])
+    assert envelope.shape == (len(speech["a"]) // 80 + 1, 513)  # 5 ms = 80 samples; CheapTrick's 1024-point FFT
+    with pytest.raises(ValueError, match="0 samples"):
+        world_envelope(np.zeros(0, np.float32))
+
+
+def test_silent_frames_are_those_more_than_60_db_below_the_loudest():
+    envelope = np.array([[0.5, 0.5], [1e-7, 0.0], [1e-5, 0.0], [0.0, 2e-6]])  # 0, -70, -50, -57 dB
+    assert speech_frames(envelope).tolist() == [True, False, True, True]
 
 
 def test_cepstral_distortion_by_hand():
+    db_per_unit = 6.141851463713754  # 10 / ln 10 * sqrt(2): natural-log amplitude cepstra to dB
     # a time-stretched copy aligns perfectly: 0 dB
     assert cepstral_distortion(np.array([[0.0, 0.0], [3.0, 4.0]]), np.array([[0.0, 0], [0, 0], [3, 4]])) == 0.0
-    # one frame, distance 1: 10 / ln 10 * sqrt(2) dB
-    assert cepstral_distortion(np.array([[1.0, 0.0]]), np.array([[0.0, 0.0]])) == pytest.approx(
-        10 / math.log(10) * math.sqrt(2)
-    )
+    # one frame, c1 and c2 differ by 3 and 4: sqrt(2 * 25) * 10 / ln 10 = 30.709 dB
+    assert cepstral_distortion(np.array([[3.0, 4.0]]), np.array([[0.0, 0.0]])) == pytest.approx(30.70925731856877)
     # two frames, distances 3 and 4 along the diagonal: mean 3.5
     assert cepstral_distortion(np.array([[0.0], [10.0]]), np.array([[3.0], [14.0]])) == pytest.approx(
-        3.5 * 10 / math.log(10) * math.sqrt(2)
+        3.5 * db_per_unit
+    )
+    # DTW pairs (0,0) (1,0) (2,1): distances 0, 1, 0 over three pairs
+    assert cepstral_distortion(np.array([[0.0], [1.0], [5.0]]), np.array([[0.0], [5.0]])) == pytest.approx(
+        db_per_unit / 3
     )
 
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory):
     directory = tmp_path_factory.mktemp("speech")
-    return {
-        "a": spoken("the quick brown fox jumps over the lazy dog", directory, name="a"),
-        "b": spoken("please turn off the lights in the kitchen", directory, "espeak-en-gb", name="b"),
-    }
+    text = "the quick brown fox jumps over the lazy dog"
+    return {name: spoken(text, directory, voice, name=name)
+            for name, voice in (("a", "espeak-en-us"), ("gb", "espeak-en-gb"), ("slt", "flite-slt"))}  # fmt: skip
 
 
-def test_mcd_of_real_speech(speech):
+def test_mcd_of_real_speech_is_in_the_range_of_the_literature(speech):
     mcd = load_metric("mcd")
     same = mcd.compute(predictions=[speech["a"]], references=[speech["a"]])
     assert same["mcd"] == 0.0
-    other = mcd.compute(predictions=[speech["b"], speech["a"]], references=[speech["a"], speech["a"]])
-    assert other["per_clip"][1] == 0.0 and other["per_clip"][0] > 1.0
-    assert other["mcd"] == pytest.approx(other["per_clip"][0] / 2)
+    padded = np.pad(speech["a"], 8000)  # half a second of digital silence each side: dropped, so it costs nothing
+    assert mcd.compute(predictions=[padded], references=[speech["a"]])["mcd"] < 0.1
+    other = mcd.compute(predictions=[speech["gb"], speech["slt"]], references=[speech["a"], speech["a"]])
+    # one sentence in another accent of the same engine, then in another engine: single-digit to low-teens dB
+    assert all(3.0 < value < 15.0 for value in other["per_clip"]), other["per_clip"]
+    assert other["per_clip"][0] < other["per_clip"][1]
+    assert other["mcd"] == pytest.approx(sum(other["per_clip"]) / 2)
 
 
 def test_dnsmos_prefers_clean_speech_to_noisy_speech(speech):

@@ -33,14 +33,14 @@ def hub_folder(tmp_path_factory):
 def test_hub_format_folder_maps_columns_and_resamples(hub_folder):
     dataset = data.load_speech_dataset(hub_folder)
     assert set(dataset) == {"train", "test"}
-    rows = data.task_rows(dataset["train"], ("audio", "text"))
-    assert rows.column_names == ["audio", "text"] and rows[0]["text"] == SENTENCES[0]
+    rows, left_out = data.task_rows(dataset["train"], ("audio", "text"))
+    assert rows.column_names == ["audio", "text"] and rows[0]["text"] == SENTENCES[0] and left_out == {}
     native = rows[0]["audio"].get_all_samples()
     assert native.sample_rate == 22_050  # espeak-ng's own rate
     resampled = data.at_sample_rate(rows, 16_000)[0]["audio"].get_all_samples()
     assert resampled.sample_rate == 16_000
     assert resampled.data.shape[-1] == pytest.approx(native.data.shape[-1] * 16_000 / 22_050, abs=2)
-    speakers = data.task_rows(dataset["train"], ("audio", "speaker"))
+    speakers, _ = data.task_rows(dataset["train"], ("audio", "speaker"))
     assert data.label_names(speakers, "speaker") == ["speaker0", "speaker1"]
 
 
@@ -59,6 +59,6 @@ def test_train_and_eval_on_a_hub_format_folder(hub_folder, tiny_backbone_dirs, t
     assert main(["eval", "--adapter", str(adapter), "--split", "test"]) == 0
     summary = json.loads((adapter / "eval" / "test" / "summary.json").read_text())
     assert summary["utterances"] == 2 and summary["normalizer"] == "speechpeft-en-1"
-    assert {"wer", "cer", "real_time_factor"} <= set(summary["metrics"])
+    assert {"wer", "cer", "rtfx"} <= set(summary["metrics"])
     records = (adapter / "eval" / "test" / "predictions.jsonl").read_text().splitlines()
     assert [json.loads(r)["reference"] for r in records] == SENTENCES[6:]

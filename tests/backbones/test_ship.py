@@ -1,0 +1,41 @@
+"""`speechpeft backbones ship` measures a staged copy: a measurement that fails keeps the backbone shipped before."""
+
+import json
+
+import pytest
+
+from speechpeft.backbones.pretrain import card, card_tts
+
+
+def fake_run(run):
+    """A finished run as the ship functions read it (the measurement is replaced, so no real model is needed)."""
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "config.json").write_text('{"version": "new"}')
+    (run / "curves.jsonl").write_text('{"step": 1, "time": 0.0}\n')
+    (run / "checkpoint").mkdir()
+    options = {"voice": "espeak-en-us", "corpus": str(run / "corpus")}
+    (run / "checkpoint" / "state.json").write_text(json.dumps({"step": 1, "best": None, "options": options}))
+    return run
+
+
+def fail_measurement(*args, **kwargs):
+    raise RuntimeError("measurement failed")
+
+
+@pytest.mark.parametrize(
+    ("ship", "name", "measure"),
+    [
+        (card.ship_whisper, "tiny-whisper", "measure_whisper"),
+        (card_tts.ship_speecht5, "tiny-speecht5", "measure_speecht5"),
+    ],
+)
+def test_a_failing_measurement_keeps_the_shipped_backbone(ship, name, measure, tmp_path, monkeypatch):
+    weights = tmp_path / "weights"
+    (weights / name).mkdir(parents=True)
+    (weights / name / "config.json").write_text('{"version": "shipped"}')
+    monkeypatch.setattr(card if ship is card.ship_whisper else card_tts, measure, fail_measurement)
+
+    with pytest.raises(RuntimeError, match="measurement failed"):
+        ship(fake_run(tmp_path / "run"), tmp_path / "corpus", weights_dir=weights, name=name)
+    assert json.loads((weights / name / "config.json").read_text()) == {"version": "shipped"}
+    assert sorted(p.name for p in weights.iterdir()) == [name]  # the staged copy is gone

@@ -1,0 +1,99 @@
+"""`evaluate_task`: an utterance's record does not depend on the batch size nor on its place in the batch.
+
+Each task is scored on real speech with batch size 1, then with batch size 3 over the rows in reverse order
+(so every utterance sits elsewhere, among other clips, with padding). Exactly equal: texts, labels,
+`seconds`, `capped`, the listener's transcript. Within a tight tolerance (float kernels on batches of other
+shapes may round differently in the last bits): confidences, MCD and DNSMOS.
+"""
+
+import contextlib
+
+import datasets
+import pytest
+import torch
+
+from speechpeft.backbones import load_frozen
+from speechpeft.evaluation import evaluate_task
+from speechpeft.tasks.base import seeded
+from speechpeft.tasks.catalog import TASKS
+from tests.audio import speech_rows
+from tests.conftest import checkpoint_for
+
+CLIPS = [  # different lengths, so a batch pads its shorter clips
+    ("turn on the kitchen lights", "espeak-en-us"),
+    ("play some jazz", "espeak-en-gb"),
+    ("what is the weather like today", "flite-slt"),
+    ("set an alarm", "espeak-en-us+f3"),
+]
+KEYWORDS = ["lights", "music", "weather", "alarm"]
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory) -> datasets.Dataset:
+    return speech_rows(CLIPS, tmp_path_factory.mktemp("speech"), keyword=KEYWORDS)
+
+
+def records_alone_and_batched(task, model, rows: datasets.Dataset) -> tuple[list[dict], list[dict]]:
+    """Per-utterance records with batch size 1, and with batch size 3 over the reversed rows (put back in order)."""
+    _, alone = evaluate_task(task, model, rows, batch_size=1)
+    _, batched = evaluate_task(task, model, rows.select(range(len(rows) - 1, -1, -1)), batch_size=3)
+    return alone, batched[::-1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["wav2vec2", "hubert"])
+def test_asr_records_do_not_depend_on_batching(family, speech, tiny_backbone_dirs):
+    # their CNN front-ends normalise over time (group norm), padded samples included: padding would change a clip
+    backbone = load_frozen(checkpoint_for(tiny_backbone_dirs, family, "asr"), "asr", "fp32", device="cpu")
+    task = TASKS.get("asr").build(backbone, None)
+    alone, batched = records_alone_and_batched(task, backbone.model, speech)
+    assert alone == batched  # hypotheses, word errors: all exact
+    assert any(record["hypothesis"] for record in alone)  # the random tiny models do say something
+
+
+@pytest.mark.slow
+def test_classification_records_do_not_depend_on_batching(speech, tiny_backbone_dirs):
+    backbone = load_frozen(tiny_backbone_dirs["hubert"], "classify", "fp32", device="cpu", labels=KEYWORDS)
+    backbone.model.classifier.weight.mul_(100.0)  # a decisive head: the random one says 0.25 +- 0.002 to all
+    task = TASKS.get("keyword").build(backbone, KEYWORDS)
+    alone, batched = records_alone_and_batched(task, backbone.model, speech)
+    assert [(r["label"], r["correct"]) for r in alone] == [(r["label"], r["correct"]) for r in batched]
+    assert [r["confidence"] for r in alone] == pytest.approx([r["confidence"] for r in batched], abs=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone_id", ["speechpeft/tiny-speecht5", "never-stopping"])
+def test_tts_records_do_not_depend_on_batching(backbone_id, speech, tiny_backbone_dirs, capfd):
+    """The shipped backbone stops by itself (its prenet dropout and Griffin-Lim's phases are seeded per
+    utterance); a random one told never to stop is cut at a cap that depends on its own text only."""
+    source = tiny_backbone_dirs["speecht5"] if backbone_id == "never-stopping" else backbone_id
+    backbone = load_frozen(source, "tts", "fp32", device="cpu")
+    if backbone_id == "never-stopping":
+        torch.nn.init.zeros_(backbone.model.speech_decoder_postnet.prob_out.weight)
+        torch.nn.init.constant_(backbone.model.speech_decoder_postnet.prob_out.bias, -10.0)  # stop probability ~0
+    task = TASKS.get("tts").build(backbone, None)
+    rows = speech.select([1, 3] if backbone_id == "never-stopping" else [0, 1, 2])  # short texts: short caps
+    alone, batched = records_alone_and_batched(task, backbone.model, rows)
+    exact = ("reference", "seconds", "capped", "heard")
+    assert [{k: r.get(k) for k in exact} for r in alone] == [{k: r.get(k) for k in exact} for r in batched]
+    for one, other in zip(alone, batched, strict=True):
+        close = ("mcd", "ovrl_mos", "sig_mos", "bak_mos", "p808_mos")
+        assert [one[k] for k in close] == pytest.approx([other[k] for k in close], rel=1e-5, abs=1e-3)
+    assert "attention mask" not in capfd.readouterr().err  # the listener is given its batch's mask
+    if backbone_id == "never-stopping":
+        assert all(r.get("capped") for r in alone) and len({r["seconds"] for r in alone}) == len(alone)
+
+
+def test_seeding_forks_only_the_generator_of_the_models_gpu(monkeypatch):
+    """Forking every visible GPU's generator would create a CUDA context on each, from every process."""
+    queried = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: queried.append(device) or torch.zeros(1))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: None)
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: None)
+    monkeypatch.setattr(torch.cuda, "device", lambda index: contextlib.nullcontext())
+    with seeded(torch.device("cuda", 2), 0):
+        drawn = torch.rand(3)
+    with seeded(torch.device("cpu"), 0):
+        assert torch.equal(torch.rand(3), drawn)
+    assert queried == [2]
