@@ -86,21 +86,22 @@ def backbones_pretrain(args: argparse.Namespace) -> dict:
 
 
 def train_adapter(args: argparse.Namespace) -> None:
+    from speechpeft.evaluation import shown
     from speechpeft.train import train
 
     record = train(args.options, progress=not args.quiet)  # the last step always validates, so a best exists
-    scores = ", ".join(f"{k} {v:.4f}" for k, v in record["validation"].items())
+    scores = ", ".join(f"{k} {shown(v)}" for k, v in record["validation"].items())
     print(f"wrote {args.options.out} (best step {record['best_step']} of {record['steps_run']}: {scores})")
 
 
 def eval_adapter(args: argparse.Namespace) -> None:
-    from speechpeft.evaluation import evaluate_adapter
+    from speechpeft.evaluation import evaluate_adapter, shown
 
     summary = evaluate_adapter(args.options)
     print(f"{summary['task']} / {summary['method']} on {summary['dataset']} [{summary['split']}], "
           f"{summary['utterances']} utterances:")  # fmt: skip
     for name, value in summary["metrics"].items():
-        print(f"  {name:<18} {value:.4f}")
+        print(f"  {name:<18} {shown(value)}")
     print(f"per-utterance outputs: {summary['predictions']}\nsummary: {summary['summary']}")
 
 

@@ -47,6 +47,11 @@ def evaluate_task(
     return task.score(predictions)
 
 
+def shown(value: float | int) -> str:
+    """A metric for the terminal: scores to 4 decimals, counts (e.g. `capped_utterances`) as integers."""
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
 def write_outputs(directory: Path, summary: dict, items: list[dict]) -> tuple[Path, Path]:
     """`predictions.jsonl` (one record per utterance) and `summary.json` in `directory`."""
     directory.mkdir(parents=True, exist_ok=True)

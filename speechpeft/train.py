@@ -26,7 +26,7 @@ from speechpeft.adapters.catalog import METHODS, check_supported
 from speechpeft.backbones import FrozenBackbone, load_frozen
 from speechpeft.backbones.fingerprint import local_weights_dir, weights_fingerprint
 from speechpeft.errors import InputError
-from speechpeft.evaluation import evaluate_task
+from speechpeft.evaluation import evaluate_task, shown
 from speechpeft.tasks import data
 from speechpeft.tasks.catalog import TASKS, Task, TaskEntry
 from speechpeft.tasks.rows import LeftOut
@@ -159,7 +159,7 @@ def _validate(run: Run, accelerator, model, step: int, best: dict | None, starte
         return "pending", best
     # every process scores the same rows with the same seed, so all of them take the same decisions
     metrics, _ = evaluate_task(run.task, accelerator.unwrap_model(model), run.validation_rows, run.options.batch_size)
-    tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    tqdm.write(f"step {step}: " + ", ".join(f"{k} {shown(v)}" for k, v in metrics.items()))
     if not run.entry.better(metrics, best):
         return "stale", best
     run.record.update(best_step=step, validation=metrics, train_seconds=round(time.perf_counter() - started, 1))
