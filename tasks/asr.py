@@ -68,6 +68,9 @@ class SpeechRecognition:
         """Transcripts, each as if its clip were alone in the batch (see `predict_in_exact_groups`)."""
 
         def generate(inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+            features = inputs.get("input_features")
+            if features is not None and "attention_mask" not in inputs:  # Whisper's encoder reads its whole
+                inputs["attention_mask"] = features.new_ones(features.shape[::2], dtype=torch.long)  # window
             return list(model.generate(**inputs, **self.generate_kwargs).cpu())
 
         ids, seconds = predict_in_exact_groups(self.backbone, self.extractor, batch, generate)

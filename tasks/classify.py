@@ -41,7 +41,7 @@ class SpokenClassification:
     def collate(self, rows: list[dict]) -> dict[str, Any]:
         names, audio = [str(row[self.name]) for row in rows], decode_audio(rows)
         inputs = acoustic_inputs(self.extractor, audio, self.backbone.input_dtype)
-        # a label outside the map (seen only in an evaluation split) is ignored by the loss and scored as an error
+        # `usable` leaves out labels outside the map; the ignore index only guards callers that skip it
         targets = torch.tensor([self.index.get(n, IGNORE_INDEX) for n in names])
         return {**inputs, "labels": targets, "references": names, "audio": audio}
 
