@@ -60,10 +60,14 @@ def table(rows: list[dict], task: str) -> str:
              f"| method | trainable | adapter | s to best | {headline} | " + " | ".join(extra) + " |",
              "|---|---:|---:|---:|---:|" + "---:|" * len(extra)]  # fmt: skip
     for r in rows:
-        cells = [f"{r['test'].get(k, float('nan')):.3f}" for k in (headline, *extra)]
+        cells = [_cell(r["test"].get(k, float("nan"))) for k in (headline, *extra)]
         lines.append(f"| {r['variant']} | {r['trainable']:,} | {r['adapter_bytes'] / 1024:,.0f} KiB | "
                      f"{r['train_seconds']} | " + " | ".join(cells) + " |")  # fmt: skip
     return "\n".join(lines)
+
+
+def _cell(value: float | int) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)  # counts (capped_utterances) as integers
 
 
 def main() -> None:
