@@ -103,7 +103,7 @@ def evaluate_adapter(options) -> dict:
     rows, left_out = data.task_rows(split, task.roles)
     if options.max_utterances is not None:
         rows = rows.select(range(min(options.max_utterances, len(rows))))
-    rows, left_out = data.usable_rows(task, rows, left_out, task.backbone.spec.sample_rate, options.split)
+    rows, left_out = data.usable_rows(task, rows, left_out, options.split)
     if not len(rows):
         raise InputError(f"split {options.split!r} of {source} has no rows usable for task {record['task']!r}")
     metrics, items = evaluate_task(task, model, rows, options.batch_size, progress=True)

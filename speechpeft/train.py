@@ -74,10 +74,9 @@ def prepare_run(options: TrainOptions, device: torch.device | None = None) -> Ru
     labels = data.label_names(both, options.task) if entry.kind == "classify" else None
     backbone = load_frozen(options.backbone, entry.kind, options.precision, device=device, labels=labels)
     task = entry.build(backbone, labels)
-    rate = backbone.spec.sample_rate
-    train_rows, left_out["train"] = data.usable_rows(task, train_rows, left_out["train"], rate, "training")
+    train_rows, left_out["train"] = data.usable_rows(task, train_rows, left_out["train"], "training")
     validation_rows, left_out["validation"] = data.usable_rows(
-        task, validation_rows, left_out["validation"], rate, "validation"
+        task, validation_rows, left_out["validation"], "validation"
     )
     if not len(train_rows) or not len(validation_rows):
         usable = f"{len(train_rows)} training and {len(validation_rows)} validation rows"

@@ -36,6 +36,7 @@ class Task(Protocol):
     name: str  # registry key: asr, tts, intent, keyword, speaker
     kind: str  # the backbone task kind it loads: asr | tts | classify
     roles: tuple[str, ...]  # dataset columns it reads (see tasks.data.ROLE_COLUMNS)
+    backbone: FrozenBackbone  # the frozen backbone it was built for
 
     def usable(self, rows: datasets.Dataset) -> tuple[datasets.Dataset, LeftOut]:
         """The rows this task can train and score on whole, and how many it left out, by reason.

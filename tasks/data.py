@@ -82,12 +82,10 @@ def at_sample_rate(rows: datasets.Dataset, sample_rate: int) -> datasets.Dataset
     return rows.cast_column("audio", datasets.Audio(sampling_rate=sample_rate))
 
 
-def usable_rows(
-    task: Task, rows: datasets.Dataset, left_out: LeftOut, sample_rate: int, what: str
-) -> tuple[datasets.Dataset, LeftOut]:
-    """The rows `task` can use whole, audio at `sample_rate` Hz, and every row left out so far (`left_out`, from
-    `task_rows`, plus the task's own), named by reason in one warning about the `what` rows."""
-    kept, unusable = task.usable(at_sample_rate(rows, sample_rate))
+def usable_rows(task: Task, rows: datasets.Dataset, left_out: LeftOut, what: str) -> tuple[datasets.Dataset, LeftOut]:
+    """The rows `task` can use whole, audio at its backbone's rate, and every row left out so far (`left_out`,
+    from `task_rows`, plus the task's own), named by reason in one warning about the `what` rows."""
+    kept, unusable = task.usable(at_sample_rate(rows, task.backbone.spec.sample_rate))
     left_out = combine(left_out, unusable)
     warn_left_out(left_out, len(kept), what)
     return kept, left_out

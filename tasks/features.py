@@ -15,6 +15,7 @@ import torch
 
 from speechpeft.backbones import FrozenBackbone
 from speechpeft.tasks.base import model_inputs, timed
+from speechpeft.tasks.rows import window_samples
 
 
 def acoustic_inputs(extractor, audio: list[np.ndarray], dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
@@ -24,13 +25,9 @@ def acoustic_inputs(extractor, audio: list[np.ndarray], dtype: torch.dtype = tor
     extractors pad to the longest clip and return an attention mask only where their config says so
     (checkpoints whose CNN front-end uses group norm, e.g. wav2vec2-base, were trained without one).
     """
-    padding = {} if _fixed_window(extractor) else {"padding": True}
+    padding = {} if window_samples(extractor) is not None else {"padding": True}
     inputs = extractor(audio, sampling_rate=extractor.sampling_rate, return_tensors="pt", **padding)
     return {k: v.to(dtype) if v.is_floating_point() else v for k, v in inputs.items()}
-
-
-def _fixed_window(extractor) -> bool:
-    return getattr(extractor, "nb_max_frames", None) is not None
 
 
 def padding_is_exact(extractor, config) -> bool:
@@ -40,7 +37,7 @@ def padding_is_exact(extractor, config) -> bool:
     attention mask and normalises its CNN features per frame (`feat_extract_norm == "layer"`). Group norm
     normalises over time, padded samples included, and without a mask the padding is attended to.
     """
-    if _fixed_window(extractor):
+    if window_samples(extractor) is not None:
         return True
     return (
         bool(getattr(extractor, "return_attention_mask", False))

@@ -96,12 +96,15 @@ def audio_longer_than(samples: int, rate: int) -> Rule:
     return Rule("audio_too_long", ("audio",), lambda audio: round(audio_seconds(audio) * rate) > samples)
 
 
-def fixed_window(extractor: Any) -> list[Rule]:
-    """Whisper's extractor pads or cuts every clip to its window (`n_samples`): longer clips are left out.
+def window_samples(extractor: Any) -> int | None:
+    """The fixed window, in samples, that Whisper's extractor pads or cuts every clip to; None for waveform
+    extractors (wav2vec2, HuBERT, WavLM, SpeechT5), which take any length."""
+    return getattr(extractor, "n_samples", None)
 
-    Waveform extractors (wav2vec2, HuBERT, WavLM, SpeechT5) take any length, so they need no rule.
-    """
-    samples = getattr(extractor, "n_samples", None)
+
+def fixed_window(extractor: Any) -> list[Rule]:
+    """Clips longer than a fixed-window extractor's window (it would cut them) are left out; no rule otherwise."""
+    samples = window_samples(extractor)
     return [] if samples is None else [audio_longer_than(samples, extractor.sampling_rate)]
 
 
