@@ -7,8 +7,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Speech engines and their voices, sox for resampling, FFmpeg's libraries for torchcodec (audio decoding
-# in `datasets`), and the English text the synthetic corpus speaks.
-APT_PACKAGES := ffmpeg sox espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts fortunes wamerican
+# in `datasets`), the English text the synthetic corpus speaks, and alsa-utils' recorded human voice (real
+# speech for the Whisper tests).
+APT_PACKAGES := ffmpeg sox espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts fortunes wamerican \
+	alsa-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CORPUS_UTTERANCES ?= 2000
 
@@ -29,7 +31,7 @@ system-packages:
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,whisper]"
 	@touch $@
 
 lint: setup

