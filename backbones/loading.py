@@ -16,6 +16,7 @@ from huggingface_hub import constants as hub_constants
 
 from speechpeft.backbones.builtin import resolve_source
 from speechpeft.backbones.spec import BackboneSpec, TaskModel, spec_for_model_type
+from speechpeft.backbones.window import check_window, length_adaptive_encoder
 from speechpeft.errors import InputError, MissingInputError, UserError
 
 Precision = Literal["fp32", "bf16", "int8", "auto"]
@@ -38,6 +39,7 @@ class FrozenBackbone:
     precision: str  # resolved: fp32 | bf16 | int8
     source: str  # local directory or Hub id it was loaded from
     device: torch.device
+    window_seconds: float | None = None  # Whisper: a shorter encoder window for clips that fit (backbones.window)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
@@ -89,10 +91,13 @@ def load_frozen(
     device: str | torch.device | None = None,
     cache_dir: str | os.PathLike | None = None,
     labels: Sequence[str] | None = None,
+    window_seconds: float | None = None,
 ) -> FrozenBackbone:
     """Load a backbone for `task` at `precision` from a built-in name, a local directory or a Hub id; freeze it.
 
     `labels` sizes a classification head (and names its outputs): the head starts random and trains with the adapter.
+    `window_seconds` (Whisper only) runs clips that fit it through a shorter encoder window (`backbones.window`);
+    InputError when the backbone is not Whisper or the window is not a multiple of 0.02 s up to its own.
     """
     device = _indexed(torch.device(device) if device is not None else default_device())
     resolved = resolve_precision(precision, device)
@@ -116,7 +121,10 @@ def load_frozen(
     if resolved != "int8":  # bitsandbytes places the model itself, through device_map
         model.to(device)
     freeze(model)
-    return FrozenBackbone(model, processor, spec, task, resolved, source, device)
+    if window_seconds is not None:
+        check_window(window_seconds, model)
+        length_adaptive_encoder(model)
+    return FrozenBackbone(model, processor, spec, task, resolved, source, device, window_seconds)
 
 
 def _load_processor(source: str, task: str, task_model: TaskModel, hub_kwargs: dict[str, Any]) -> Any:

@@ -21,6 +21,9 @@ class EvalOptions:
     batch_size: int = field(default=16, metadata=_help("utterances per batch"))
     max_utterances: int | None = field(default=None, metadata=_help("score at most this many utterances"))
     precision: str | None = field(default=None, metadata=_help("fp32, bf16 or int8 (default: as trained)"))
+    window_seconds: float | None = field(
+        default=None, metadata=_help("Whisper: encoder window for clips that fit it (default: as trained)")
+    )
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or (self.max_utterances is not None and self.max_utterances < 1):

@@ -63,9 +63,10 @@ def write_outputs(directory: Path, summary: dict, items: list[dict]) -> tuple[Pa
 
 
 def load_trained(
-    directory: Path, precision: str | None = None, device: str | None = None
+    directory: Path, precision: str | None = None, device: str | None = None, window_seconds: float | None = None
 ) -> tuple[Task, torch.nn.Module, dict]:
-    """(task, model, record) for an adapter directory: its backbone loaded frozen, the adapter on top, eval mode."""
+    """(task, model, record) for an adapter directory: its backbone loaded frozen (at `precision` and Whisper
+    encoder window `window_seconds`, by default those it trained at), the adapter on top, eval mode."""
     from speechpeft.adapter_dir import read_record
     from speechpeft.adapters.catalog import METHODS
     from speechpeft.backbones import load_frozen
@@ -74,8 +75,9 @@ def load_trained(
 
     record = read_record(directory)
     entry = TASKS.get(record["task"])
+    window = window_seconds or record.get("options", {}).get("window_seconds")
     backbone = load_frozen(record["backbone"], entry.kind, precision or record["precision"], device=device,
-                           labels=record["labels"])  # fmt: skip
+                           labels=record["labels"], window_seconds=window)  # fmt: skip
     weights = local_weights_dir(backbone.source)
     if (
         record.get("backbone_fingerprint")
@@ -97,7 +99,7 @@ def evaluate_adapter(options) -> dict:
     from speechpeft.tasks import data
 
     adapter = resolve_adapter(options.adapter, options.store)
-    task, model, record = load_trained(adapter, options.precision)
+    task, model, record = load_trained(adapter, options.precision, window_seconds=options.window_seconds)
     source = options.dataset or record["data"]["dataset"]
     split = data.pick_split(data.load_speech_dataset(source), options.split)
     rows, left_out = data.task_rows(split, task.roles)
@@ -110,7 +112,8 @@ def evaluate_adapter(options) -> dict:
     summary = {"adapter": str(adapter), "task": record["task"], "method": record["method"],
                "backbone": record["backbone"], "dataset": source, "split": options.split, "rows_read": len(split),
                "left_out": left_out, "max_utterances": options.max_utterances, "utterances": len(rows),
-               "metrics": metrics, "normalizer": _normalizer(task)}  # fmt: skip
+               "window_seconds": task.backbone.window_seconds, "metrics": metrics,
+               "normalizer": _normalizer(task)}  # fmt: skip
     out = options.out or adapter / "eval" / options.split
     records, summary_path = write_outputs(out, summary, items)
     return {**summary, "predictions": str(records), "summary": str(summary_path)}

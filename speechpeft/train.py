@@ -72,7 +72,8 @@ def prepare_run(options: TrainOptions, device: torch.device | None = None) -> Ru
     train_rows, validation_rows, left_out = prepare_rows(options, entry)
     both = datasets.concatenate_datasets([train_rows, validation_rows])
     labels = data.label_names(both, options.task) if entry.kind == "classify" else None
-    backbone = load_frozen(options.backbone, entry.kind, options.precision, device=device, labels=labels)
+    backbone = load_frozen(options.backbone, entry.kind, options.precision, device=device, labels=labels,
+                           window_seconds=options.window_seconds)  # fmt: skip
     task = entry.build(backbone, labels)
     train_rows, left_out["train"] = data.usable_rows(task, train_rows, left_out["train"], "training")
     validation_rows, left_out["validation"] = data.usable_rows(

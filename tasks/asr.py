@@ -18,12 +18,24 @@ import torch
 from speechpeft.backbones import FrozenBackbone
 from speechpeft.leaderboard.metrics import load_metric
 from speechpeft.leaderboard.normalize import normalize_english
-from speechpeft.tasks.base import TASKS, Predictions, TaskEntry, decode_audio, model_inputs
-from speechpeft.tasks.features import acoustic_inputs, predict_in_exact_groups
+from speechpeft.tasks.base import TASKS, Predictions, TaskEntry, decode_audio, model_inputs, timed
+from speechpeft.tasks.features import acoustic_inputs, predict_in_exact_groups, window_inputs
 from speechpeft.tasks.rows import LeftOut, fixed_window, normalises_to_nothing, sift, text_longer_than
+from speechpeft.tasks.runaway import ran_away, token_cap
 
 IGNORE_INDEX = -100  # label positions the loss skips (padding)
 logger = logging.getLogger(__name__)
+# transformers 5 warns on every Whisper generate call: its own code passes the suppress lists back in, and
+# `max_new_tokens` (our runaway cap) is read as clashing with the checkpoint's max_length. Neither is actionable.
+_GENERATE_NOISE = ("generation-related arguments", "seem to have been set. `max_new_tokens` will take precedence")
+
+
+class _DropGenerateNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(noise in record.getMessage() for noise in _GENERATE_NOISE)
+
+
+logging.getLogger("transformers.generation.utils").addFilter(_DropGenerateNoise())
 
 
 class SpeechRecognition:
@@ -52,7 +64,7 @@ class SpeechRecognition:
         labels = torch.full((len(ids), max(map(len, ids))), IGNORE_INDEX)
         for row, seq in enumerate(ids):
             labels[row, : len(seq)] = torch.tensor(seq)
-        inputs = acoustic_inputs(self.extractor, audio, self.backbone.input_dtype)
+        inputs = window_inputs(self.backbone, self.extractor, audio)
         seconds = sum(len(a) for a in audio) / self.extractor.sampling_rate
         return {**inputs, "labels": labels, "references": texts, "audio_seconds": seconds, "audio": audio}
 
@@ -65,17 +77,44 @@ class SpeechRecognition:
         return model(**model_inputs(batch, self.backbone.device)).loss
 
     def predict(self, model: torch.nn.Module, batch: dict[str, Any]) -> Predictions:
-        """Transcripts, each as if its clip were alone in the batch (see `predict_in_exact_groups`)."""
+        """Transcripts, each as if its clip were alone in the batch (see `predict_in_exact_groups`).
 
-        def generate(inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-            features = inputs.get("input_features")
-            if features is not None and "attention_mask" not in inputs:  # Whisper's encoder reads its whole
-                inputs["attention_mask"] = features.new_ones(features.shape[::2], dtype=torch.long)  # window
-            return list(model.generate(**inputs, **self.generate_kwargs).cpu())
-
-        ids, seconds = predict_in_exact_groups(self.backbone, self.extractor, batch, generate)
+        Under a short Whisper window decoding is capped by each clip's length, and a clip that hits its cap or
+        repeats itself is decoded again at the full window (`tasks.runaway`); `extras` say which window each
+        transcript came from.
+        """
+        short = self._short_window(batch)
+        caps = [token_cap(len(clip) / self.extractor.sampling_rate) for clip in batch["audio"]] if short else None
+        limit = {"max_new_tokens": max(caps)} if caps else {}
+        ids, seconds = predict_in_exact_groups(
+            self.backbone, self.extractor, batch, lambda inputs: self._generate(model, inputs, **limit)
+        )
+        ids = [self._text_ids(seq) for seq in ids]
+        own = getattr(self.extractor, "chunk_length", None)  # Whisper's window; None for SpeechT5's extractor
+        windows = [self.backbone.window_seconds if short else own] * len(ids)
+        for index in [i for i, seq in enumerate(ids) if caps and ran_away(seq, caps[i])]:
+            full = acoustic_inputs(self.extractor, [batch["audio"][index]], self.backbone.input_dtype)
+            redone, elapsed = timed(lambda full=full: self._generate(model, model_inputs(full, self.backbone.device)))
+            ids[index], windows[index] = self._text_ids(redone[0]), own
+            seconds += elapsed
         texts = [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
-        return Predictions(texts, batch["references"], seconds, batch["audio_seconds"])
+        extras = [{"window_seconds": w} for w in windows]
+        return Predictions(texts, batch["references"], seconds, batch["audio_seconds"], extras)
+
+    def _short_window(self, batch: dict[str, Any]) -> bool:
+        features = batch.get("input_features")
+        return features is not None and features.shape[-1] < self.extractor.nb_max_frames
+
+    def _generate(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], **limits: int) -> list[torch.Tensor]:
+        features = inputs.get("input_features")
+        if features is not None and "attention_mask" not in inputs:  # Whisper's encoder reads its whole window
+            inputs["attention_mask"] = features.new_ones(features.shape[::2], dtype=torch.long)
+        return list(model.generate(**inputs, **self.generate_kwargs, **limits).cpu())
+
+    def _text_ids(self, sequence: torch.Tensor) -> list[int]:
+        """A generated sequence's token ids without the decoder prompt, end token and padding."""
+        special = set(self.tokenizer.all_special_ids)
+        return [token for token in sequence.tolist() if token not in special]
 
     def score(self, predictions: list[Predictions]) -> tuple[dict[str, float], list[dict]]:
         hypotheses = [h for p in predictions for h in p.outputs]
@@ -85,7 +124,13 @@ class SpeechRecognition:
         compute = sum(p.seconds for p in predictions)
         speed = sum(p.audio_seconds for p in predictions) / compute if compute else 0.0
         metrics = {"wer": wer["wer"], "cer": cer["cer"], "rtfx": speed}
-        items = [_item_record(r, h) for r, h in zip(references, hypotheses, strict=True)]
+        windows = [e.get("window_seconds") for p in predictions for e in p.extras] or [None] * len(hypotheses)
+        if self.backbone.window_seconds is not None:  # decoded at the full window: too long, or ran away
+            metrics["full_window_utterances"] = sum(w != self.backbone.window_seconds for w in windows)
+        items = [
+            {**_item_record(r, h), "window_seconds": w}
+            for r, h, w in zip(references, hypotheses, windows, strict=True)
+        ]
         return metrics, items
 
 

@@ -16,7 +16,7 @@ from speechpeft.backbones import FrozenBackbone
 from speechpeft.errors import InputError
 from speechpeft.leaderboard.metrics import load_metric
 from speechpeft.tasks.base import TASKS, Predictions, TaskEntry, decode_audio, model_inputs
-from speechpeft.tasks.features import acoustic_inputs, predict_in_exact_groups
+from speechpeft.tasks.features import predict_in_exact_groups, window_inputs
 from speechpeft.tasks.rows import LeftOut, Rule, fixed_window, sift
 
 IGNORE_INDEX = -100  # what the models' cross-entropy skips
@@ -40,7 +40,7 @@ class SpokenClassification:
 
     def collate(self, rows: list[dict]) -> dict[str, Any]:
         names, audio = [str(row[self.name]) for row in rows], decode_audio(rows)
-        inputs = acoustic_inputs(self.extractor, audio, self.backbone.input_dtype)
+        inputs = window_inputs(self.backbone, self.extractor, audio)
         # `usable` leaves out labels outside the map; the ignore index only guards callers that skip it
         targets = torch.tensor([self.index.get(n, IGNORE_INDEX) for n in names])
         return {**inputs, "labels": targets, "references": names, "audio": audio}

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from speechpeft.backbones import FrozenBackbone
+from speechpeft.backbones.window import windowed_extractor
 from speechpeft.tasks.base import model_inputs, timed
 from speechpeft.tasks.rows import window_samples
 
@@ -28,6 +29,15 @@ def acoustic_inputs(extractor, audio: list[np.ndarray], dtype: torch.dtype = tor
     padding = {} if window_samples(extractor) is not None else {"padding": True}
     inputs = extractor(audio, sampling_rate=extractor.sampling_rate, return_tensors="pt", **padding)
     return {k: v.to(dtype) if v.is_floating_point() else v for k, v in inputs.items()}
+
+
+def window_inputs(backbone: FrozenBackbone, extractor, audio: list[np.ndarray]) -> dict[str, torch.Tensor]:
+    """`acoustic_inputs` at the backbone's short window (`load_frozen(window_seconds=...)`) when every clip of
+    the batch fits it, else at the extractor's own window: nothing is cut, a long clip costs a full window."""
+    seconds = backbone.window_seconds
+    if seconds is not None and max(map(len, audio)) <= seconds * extractor.sampling_rate:
+        extractor = windowed_extractor(extractor, seconds)
+    return acoustic_inputs(extractor, audio, backbone.input_dtype)
 
 
 def padding_is_exact(extractor, config) -> bool:
