@@ -8,6 +8,7 @@ Strings are a u16 length (the NUL included) followed by the bytes and a NUL.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,14 +45,22 @@ class _Cursor:
         return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
 
     def string(self) -> str:
-        return bytes(self.take(self.number("<H"))[:-1]).decode()
+        start = self.pos
+        raw = bytes(self.take(self.number("<H")))
+        if not raw.endswith(b"\0"):
+            raise InputError(f"{self.path}: the string at byte {start} does not end with a NUL (not a model file?)")
+        try:
+            return raw[:-1].decode()
+        except UnicodeDecodeError:
+            raise InputError(f"{self.path}: the string at byte {start} is not UTF-8 (not a model file?)") from None
 
 
 def read_ct2(data: bytes, path: str | Path) -> Ct2Model:
     """Every variable of a CTranslate2 model file's bytes `data` (read from `path`, named in errors); aliases
     (tied weights) point to the same array. The arrays are views into `data`.
 
-    Raises InputError when the bytes are not a version-6 CTranslate2 file, are truncated, or use bf16.
+    Raises InputError when the bytes are not a version-6 CTranslate2 file, are truncated or inconsistent, or use
+    bf16.
     """
     cursor = _Cursor(data, Path(path))
     version = cursor.number("<I")
@@ -61,6 +70,8 @@ def read_ct2(data: bytes, path: str | Path) -> Ct2Model:
     variables = dict(_variable(cursor) for _ in range(cursor.number("<I")))
     for _ in range(cursor.number("<I")):
         alias, target = cursor.string(), cursor.string()
+        if target not in variables:
+            raise InputError(f"{path}: alias {alias!r} points to {target!r}, which the file does not hold")
         variables[alias] = variables[target]
     return Ct2Model(spec, revision, variables)
 
@@ -71,5 +82,7 @@ def _variable(cursor: _Cursor) -> tuple[str, np.ndarray]:
     code, size = cursor.number("<B"), cursor.number("<I")
     if code not in DTYPES:
         raise InputError(f"{cursor.path}: variable {name!r} has dtype code {code}, which is not supported")
-    array = np.frombuffer(cursor.take(size), dtype=np.dtype(DTYPES[code]).newbyteorder("<"))
-    return name, array.reshape(shape)
+    dtype = np.dtype(DTYPES[code]).newbyteorder("<")
+    if size != math.prod(shape) * dtype.itemsize:
+        raise InputError(f"{cursor.path}: variable {name!r} of shape {shape} and dtype {dtype} holds {size} bytes")
+    return name, np.frombuffer(cursor.take(size), dtype=dtype).reshape(shape)

