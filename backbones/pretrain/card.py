@@ -1,14 +1,18 @@
 """Measure a pretrained tiny-whisper on the corpus's test split, ship it into the package, write its card.
 
     speechpeft backbones ship tiny-whisper --run runs/tiny-whisper --corpus data/pretrain-corpus
+    speechpeft backbones remeasure tiny-whisper --corpus data/pretrain-corpus-20h
 
-Every number in the card comes from this measurement or from the run's own curves and options.
+Every number in the card comes from this measurement or from the run's own curves and options. Besides the
+test split's voices it measures human speech: the spoken channel names alsa-utils installs. `remeasure`
+measures the shipped weights again and keeps the card's training facts: it needs no run directory.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
 import platform
 import shutil
 import time
@@ -25,9 +29,13 @@ from speechpeft.backbones.builtin import WEIGHTS_DIR
 from speechpeft.backbones.loading import FrozenBackbone, load_frozen
 from speechpeft.backbones.pretrain.card_text import whisper_card
 from speechpeft.directories import recover_directory, staged_replacement
+from speechpeft.errors import MissingInputError
 
 BATCH = 32
 SESSION_GAP_S = 600  # a longer pause between two curve entries is a stopped-and-resumed run, not training
+CARD_FACTS = "speechpeft_card.json"  # every measured and training fact a card is written from
+# Human speech on every machine `make setup` prepared: alsa-utils' speaker-test voice saying "Front Left" etc.
+HUMAN_RECORDINGS = Path("/usr/share/sounds/alsa")
 
 
 @dataclass(frozen=True)
@@ -61,25 +69,55 @@ def transcribe_split(model_dir: Path, rows: datasets.Dataset) -> tuple[list[str]
 
 
 def measure_whisper(model_dir: Path, corpus: Path) -> dict:
-    """WER and CER on held-out texts, per voice group (pretrain voices vs adaptation voices) and per kind."""
+    """WER and CER (0-1, greedy, fp32) on held-out texts: per voice group (pretrain vs adaptation voices) and kind,
+    per group and engine, and on human recordings."""
     window = json.loads((model_dir / "config.json").read_text())["max_source_positions"] * 2 / 100  # seconds
+    load = os.getloadavg()[0]  # RTFx is only as good as the CPU was free: more than its threads means shared
     test = datasets.load_from_disk(str(corpus))["test"]
     fits = test.filter(lambda duration: duration <= window, input_columns="duration")  # no audio decoding
     hypotheses, rtfx = transcribe_split(model_dir, fits)
-    rows = fits.select_columns(["voice_group", "kind", "text", "voice"]).to_list()
-    scores = {}
-    for group in ("pretrain", "adapt"):
-        for kind in ("all", "sentence", "command", "keyword"):
-            picked = [i for i, r in enumerate(rows) if r["voice_group"] == group and kind in ("all", r["kind"])]
-            if picked:
-                refs, hyps = [rows[i]["text"] for i in picked], [hypotheses[i] for i in picked]
-                scores[f"{group}/{kind}"] = GroupScore(
-                    len(picked), jiwer.wer(refs, hyps), jiwer.cer(refs, hyps)
-                ).__dict__
+    rows = fits.select_columns(["voice_group", "kind", "text", "voice", "engine"]).to_list()
+    scores = _scores(rows, hypotheses, [(g, k) for g in ("pretrain", "adapt") for k in KINDS], "kind")
+    engines = sorted({r["engine"] for r in rows})
+    by_engine = _scores(rows, hypotheses, [(g, e) for g in ("pretrain", "adapt") for e in engines], "engine")
     examples = [{"voice": r["voice"], "reference": r["text"], "hypothesis": h[:200]}
                 for r, h in zip(rows[:8], hypotheses, strict=False)]  # fmt: skip
-    return {"scores": scores, "rtfx": round(rtfx, 1), "window_seconds": window,
+    return {"scores": scores, "engines": by_engine, "human": measure_human_speech(model_dir), "rtfx": round(rtfx, 1),
+            "load_average": round(load, 1), "window_seconds": window,
             "left_out_longer_than_window": len(test) - len(fits), "examples": examples}  # fmt: skip
+
+
+KINDS = ("all", "sentence", "command", "keyword")
+
+
+def _scores(rows: list[dict], hypotheses: list[str], groups: list[tuple[str, str]], column: str) -> dict:
+    """`{"group/value": GroupScore}` for each (voice group, value of `column`) with rows; value "all" takes all."""
+    scores = {}
+    for group, value in groups:
+        picked = [i for i, r in enumerate(rows) if r["voice_group"] == group and value in ("all", r[column])]
+        if picked:
+            refs, hyps = [rows[i]["text"] for i in picked], [hypotheses[i] for i in picked]
+            scores[f"{group}/{value}"] = GroupScore(len(picked), jiwer.wer(refs, hyps), jiwer.cer(refs, hyps)).__dict__
+    return scores
+
+
+def measure_human_speech(model_dir: Path, directory: Path = HUMAN_RECORDINGS) -> dict | None:
+    """WER and CER on the recordings in `directory` named after what they say (`Front_Left.wav`: "front left"),
+    after the pinned normaliser; None when there are none (alsa-utils not installed)."""
+    from torchcodec.decoders import AudioDecoder
+
+    from speechpeft.leaderboard.normalize import normalize_english
+
+    files = sorted(directory.glob("*_*.wav"))
+    if not files:
+        return None
+    texts = [path.stem.replace("_", " ").lower() for path in files]
+    audio = [AudioDecoder(str(path), sample_rate=16_000).get_all_samples().data.mean(0).numpy() for path in files]
+    heard, _ = transcribe(load_frozen(model_dir, "asr", "fp32", device="cpu"), audio)
+    heard = [normalize_english(text) for text in heard]
+    examples = [{"reference": t, "hypothesis": h} for t, h in zip(texts, heard, strict=True)]
+    score = GroupScore(len(files), jiwer.wer(texts, heard), jiwer.cer(texts, heard))
+    return {**score.__dict__, "source": str(directory), "examples": examples}
 
 
 def training_summary(run: Path) -> dict:
@@ -112,9 +150,40 @@ def ship_whisper(run: Path, corpus: Path, weights_dir: Path = WEIGHTS_DIR, name:
         facts = {"measured": measure_whisper(staged, corpus), "training": training_summary(run),
                  "corpus": json.loads((corpus / "synth.json").read_text()), "corpus_path": str(corpus),
                  "machine": machine()}  # fmt: skip
-        (staged / "speechpeft_card.json").write_text(json.dumps(facts, indent=1) + "\n")
-        (staged / "README.md").write_text(whisper_card(staged, facts))
+        _write_whisper_card(staged, facts, f"speechpeft backbones ship {name} --run {run} --corpus {corpus}")
     return target
+
+
+def remeasure_whisper(corpus: Path, weights_dir: Path = WEIGHTS_DIR, name: str = "tiny-whisper") -> Path:
+    """Measure the shipped weights again and rewrite their card; the training facts (and the weights) stay.
+
+    As `ship_whisper`, the measurement runs on a staged copy. Raises MissingInputError when no tiny-whisper with a
+    card is shipped in `weights_dir`.
+    """
+    target = weights_dir / name
+    facts = shipped_facts(target)
+    with staged_replacement(target) as staged:
+        shutil.copytree(target, staged)
+        facts = {**facts, "measured": measure_whisper(staged, corpus), "corpus_path": str(corpus),
+                 "corpus": json.loads((corpus / "synth.json").read_text())}  # fmt: skip
+        _write_whisper_card(staged, facts, f"speechpeft backbones remeasure {name} --corpus {corpus}")
+    return target
+
+
+def _write_whisper_card(directory: Path, facts: dict, command: str) -> None:
+    facts["measured"].update(command=command, machine=machine())
+    (directory / CARD_FACTS).write_text(json.dumps(facts, indent=1) + "\n")
+    (directory / "README.md").write_text(whisper_card(directory, facts))
+
+
+def shipped_facts(target: Path) -> dict:
+    """The card facts of a shipped built-in backbone; MissingInputError when it has none."""
+    recover_directory(target)
+    path = target / CARD_FACTS
+    if not path.is_file():
+        raise MissingInputError(f"{target} holds no shipped backbone with a card ({CARD_FACTS}): ship one first "
+                                f"with `speechpeft backbones ship {target.name} --run RUN --corpus DIR`")  # fmt: skip
+    return json.loads(path.read_text())
 
 
 def best_model(run: Path) -> Path:
@@ -124,4 +193,14 @@ def best_model(run: Path) -> Path:
 
 
 def machine() -> str:
-    return f"{platform.machine()}, {torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d')}"
+    """Where and when a measurement ran: architecture, CPU model, threads, date."""
+    return f"{platform.machine()}, {_cpu_model()}, {torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d')}"
+
+
+def _cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.processor() or "unknown CPU"

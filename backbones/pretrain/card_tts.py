@@ -1,10 +1,14 @@
-"""Measure a pretrained tiny-speecht5 and ship it: intelligibility through the ASR backbone, DNSMOS.
+"""Measure tiny-speecht5 and write its card: intelligibility through a listener ASR model, and DNSMOS.
 
     speechpeft backbones ship tiny-speecht5 --run runs/tiny-speecht5 --corpus data/pretrain-corpus
+    speechpeft backbones remeasure tiny-speecht5 --corpus data/pretrain-corpus
 
-Intelligibility is the CER of tiny-whisper's transcript of the synthesised speech; quality is DNSMOS
-(P.835 and P.808, from the ONNX models inside the speechmos wheel), next to the DNSMOS of the real
-recordings of the same sentences by the same voice.
+Intelligibility is the CER (after the pinned normaliser) of the listener's transcript of the synthesised
+speech, next to its CER on the real engine recordings of the same sentences by the same voice. The listener is
+the TTS task's (`speechpeft.tasks.tts.LISTENER`, OpenAI's whisper-tiny.en): it reads the recordings well, so
+the gap between the two numbers is the TTS model's. Quality is DNSMOS (P.835 and P.808, from the ONNX models
+inside the speechmos wheel) of both. `remeasure` measures the shipped weights again (with another listener, or
+on a rebuilt corpus) and keeps the card's training facts: it needs no run directory.
 """
 
 from __future__ import annotations
@@ -14,39 +18,44 @@ import shutil
 from pathlib import Path
 
 import datasets
-import jiwer
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from speechpeft.backbones.builtin import WEIGHTS_DIR
-from speechpeft.backbones.loading import load_frozen
-from speechpeft.backbones.pretrain.card import best_model, machine, training_summary, transcribe
+from speechpeft.backbones.loading import FrozenBackbone, load_frozen
+from speechpeft.backbones.pretrain import card
 from speechpeft.backbones.pretrain.card_text import speecht5_card
 from speechpeft.backbones.pretrain.speecht5 import SPEAKER_EMBEDDING_DIM
 from speechpeft.backbones.vocoder import griffin_lim
 from speechpeft.directories import staged_replacement
+from speechpeft.errors import MissingInputError
+from speechpeft.leaderboard.metrics import load_metric
+from speechpeft.tasks.base import seeded
+from speechpeft.tasks.tts import DROPOUT_SEED, LISTENER, MAX_LENGTH_RATIO, Listener
 
 SAMPLE_RATE = 16_000  # Hz
 DNSMOS_KEYS = ("ovrl_mos", "sig_mos", "bak_mos", "p808_mos")
+SENTENCES = 64  # held-out sentences and commands measured, at most
 
 
 def dnsmos(audio: list[np.ndarray]) -> dict[str, float]:
-    """Mean DNSMOS scores over clips (offline: the models ship inside the speechmos wheel)."""
+    """Mean DNSMOS scores (1-5) over 16 kHz clips (offline: the models ship inside the speechmos wheel)."""
     from speechmos import dnsmos as model
 
     scores = [model.run(np.clip(clip, -1.0, 1.0).astype(np.float32), SAMPLE_RATE) for clip in audio]
     return {key: round(float(np.mean([s[key] for s in scores])), 3) for key in DNSMOS_KEYS}
 
 
-def synthesise(model_dir: Path, texts: list[str]) -> list[np.ndarray]:
+def synthesise(model_dir: Path | str, texts: list[str]) -> list[np.ndarray]:
+    """16 kHz speech for each text (fp32, CPU, Griffin-Lim), each from the TTS task's prenet-dropout seed."""
     backbone = load_frozen(model_dir, "tts", "fp32", device="cpu")
     speaker = torch.zeros(1, SPEAKER_EMBEDDING_DIM)
     clips = []
     for text in tqdm(texts, desc="synthesising", unit="sentence"):
         ids = backbone.processor(text=text, return_tensors="pt").input_ids
-        with torch.no_grad():
-            mel = backbone.model.generate_speech(ids, speaker, maxlenratio=15.0)
+        with torch.no_grad(), seeded(backbone.device, DROPOUT_SEED):
+            mel = backbone.model.generate_speech(ids, speaker, maxlenratio=MAX_LENGTH_RATIO)
         clips.append(griffin_lim(mel, backbone.processor.feature_extractor))
     return clips
 
@@ -59,40 +68,73 @@ def voice_test_clips(corpus: Path, voice: str, limit: int) -> tuple[list[str], l
     return list(rows["text"]), [clip.get_all_samples().data[0].numpy() for clip in rows["audio"]]
 
 
-def hear(asr_backbone, clips: list[np.ndarray]) -> list[str]:
-    """The listener's transcript of each clip, one at a time (no padding shared between clips)."""
-    return [transcribe(asr_backbone, [clip])[0][0] for clip in clips]
+def hear(asr_backbone: FrozenBackbone, clips: list[np.ndarray]) -> list[str]:
+    """A loaded ASR backbone's transcript of each clip, one at a time (scripts/tts_vocoder_ceiling.py)."""
+    return [card.transcribe(asr_backbone, [clip])[0][0] for clip in clips]
 
 
-def measure_speecht5(model_dir: Path, corpus: Path, voice: str, asr: str, limit: int = 64) -> dict:
+def measure_speecht5(model_dir: Path, corpus: Path, voice: str, asr: str = LISTENER, limit: int = SENTENCES,
+                     command: str = "") -> dict:  # fmt: skip
+    """CER (0-1, pinned normaliser) of `asr`'s transcripts and DNSMOS of the model's speech and of `voice`'s
+    recordings of the same held-out texts; `command` is recorded as what produced the numbers."""
     texts, references = voice_test_clips(corpus, voice, limit)
     generated = synthesise(model_dir, texts)
-    asr_backbone = load_frozen(asr, "asr", "fp32", device="cpu")
-    heard, heard_reference = hear(asr_backbone, generated), hear(asr_backbone, references)
+    listener = Listener(asr)
+    if listener.backbone is None:
+        raise MissingInputError(f"the listener {asr!r} is not installed: pass another with --asr")
+    heard, heard_reference = listener.hear(generated), listener.hear(references)
+    cer = load_metric("cer")
     lengths = [len(g) / len(r) for g, r in zip(generated, references, strict=True)]
     return {
-        "sentences": len(texts), "voice": voice, "asr": asr,
-        "cer": jiwer.cer(texts, heard), "cer_of_reference_recordings": jiwer.cer(texts, heard_reference),
+        "sentences": len(texts), "voice": voice, "asr": asr, "asr_fingerprint": listener.fingerprint,
+        "normalizer": listener.provenance()["normalizer"],
+        "cer": cer.compute(predictions=heard, references=texts)["cer"],
+        "cer_of_reference_recordings": cer.compute(predictions=heard_reference, references=texts)["cer"],
         "dnsmos": dnsmos(generated), "dnsmos_of_reference_recordings": dnsmos(references),
         "length_ratio": round(float(np.mean(lengths)), 3),
         "examples": [{"text": t, "heard": h} for t, h in zip(texts[:8], heard, strict=False)],
+        "corpus_path": str(corpus), "command": command, "machine": card.machine(),
     }  # fmt: skip
 
 
-def ship_speecht5(run: Path, corpus: Path, asr: str = "speechpeft/tiny-whisper", weights_dir: Path = WEIGHTS_DIR,
-                  name: str = "tiny-speecht5", sentences: int = 64) -> Path:  # fmt: skip
+def ship_speecht5(run: Path, corpus: Path, asr: str = LISTENER, weights_dir: Path = WEIGHTS_DIR,
+                  name: str = "tiny-speecht5", sentences: int = SENTENCES) -> Path:  # fmt: skip
     """Copy the run's best model into the package, measure it, and write its model card.
 
     As `ship_whisper`: the copy is measured in `NAME.tmp`, so a measurement that raises (the exception
     propagates) or is interrupted leaves the backbone shipped before in place.
     """
     target = weights_dir / name
+    command = f"speechpeft backbones ship {name} --run {run} --corpus {corpus} --asr {asr}"
     with staged_replacement(target) as staged:
-        shutil.copytree(best_model(run), staged)
-        training = training_summary(run)
-        measured = measure_speecht5(staged, corpus, training["options"]["voice"], asr, sentences)
+        shutil.copytree(card.best_model(run), staged)
+        training = card.training_summary(run)
+        measured = measure_speecht5(staged, corpus, training["options"]["voice"], asr, sentences, command)
         facts = {"measured": measured, "training": training,
-                 "corpus": json.loads((corpus / "synth.json").read_text()), "machine": machine()}  # fmt: skip
-        (staged / "speechpeft_card.json").write_text(json.dumps(facts, indent=1) + "\n")
-        (staged / "README.md").write_text(speecht5_card(staged, facts))
+                 "corpus": json.loads((corpus / "synth.json").read_text()), "machine": card.machine()}  # fmt: skip
+        _write_card(staged, facts)
     return target
+
+
+def remeasure_speecht5(corpus: Path, asr: str = LISTENER, weights_dir: Path = WEIGHTS_DIR,
+                       name: str = "tiny-speecht5", sentences: int = SENTENCES) -> Path:  # fmt: skip
+    """Measure the shipped weights again and rewrite their card; the training facts (and the weights) stay.
+
+    The measurement runs on a staged copy, as in `ship_speecht5`. Raises MissingInputError when no tiny-speecht5
+    with a card is shipped in `weights_dir`.
+    """
+    target = weights_dir / name
+    facts = card.shipped_facts(target)
+    command = f"speechpeft backbones remeasure {name} --corpus {corpus} --asr {asr}"
+    with staged_replacement(target) as staged:
+        shutil.copytree(target, staged)
+        voice = facts["training"]["options"]["voice"]
+        measured = measure_speecht5(staged, corpus, voice, asr, sentences, command)
+        corpus_facts = json.loads((corpus / "synth.json").read_text())
+        _write_card(staged, {**facts, "measured": measured, "corpus": corpus_facts})
+    return target
+
+
+def _write_card(directory: Path, facts: dict) -> None:
+    (directory / card.CARD_FACTS).write_text(json.dumps(facts, indent=1) + "\n")
+    (directory / "README.md").write_text(speecht5_card(directory, facts))

@@ -9,8 +9,9 @@ import torch
 import transformers
 
 from speechpeft.backbones import load_frozen
+from speechpeft.backbones.fingerprint import weights_fingerprint
 from speechpeft.backbones.pretrain import speecht5 as recipe
-from speechpeft.backbones.pretrain.card_tts import ship_speecht5
+from speechpeft.backbones.pretrain.card_tts import remeasure_speecht5, ship_speecht5
 from speechpeft.backbones.vocoder import griffin_lim
 from speechpeft.tasks.corpus import render
 from speechpeft.tasks.corpus.build import build_corpus
@@ -43,8 +44,17 @@ def test_pretrain_speecht5_trains_exports_resumes_and_ships(tmp_path, tiny_backb
     facts = json.loads((shipped / "speechpeft_card.json").read_text())["measured"]
     assert facts["sentences"] == 2 and 1.0 <= facts["dnsmos_of_reference_recordings"]["ovrl_mos"] <= 5.0
     assert 1.0 <= facts["dnsmos"]["ovrl_mos"] <= 5.0 and facts["cer"] > 0
+    assert facts["asr"] == asr and facts["asr_fingerprint"] == weights_fingerprint(asr)
     card = (shipped / "README.md").read_text()
     assert "| tiny-speecht5 + Griffin-Lim |" in card and "| espeak-en-us recordings |" in card
+    assert f"Measured by `speechpeft backbones ship tiny-speecht5 --run {tmp_path / 'run'}" in card
+
+    training = json.loads((shipped / "speechpeft_card.json").read_text())["training"]
+    remeasure_speecht5(corpus, asr=asr, weights_dir=tmp_path, sentences=2)
+    again = json.loads((shipped / "speechpeft_card.json").read_text())
+    assert again["training"] == training and again["measured"]["examples"] == facts["examples"]  # seeded: same speech
+    card = (shipped / "README.md").read_text()
+    assert f"Measured by `speechpeft backbones remeasure tiny-speecht5 --corpus {corpus} --asr {asr}`" in card
 
 
 def test_mel_batches_pad_to_the_reduction_factor(tmp_path):

@@ -10,7 +10,7 @@ import transformers
 
 from speechpeft.backbones import builtin, load_frozen
 from speechpeft.backbones.pretrain import whisper as recipe
-from speechpeft.backbones.pretrain.card import ship_whisper
+from speechpeft.backbones.pretrain.card import remeasure_whisper, ship_whisper
 from speechpeft.backbones.pretrain.loop import Recipe, train, warmup_cosine
 from speechpeft.backbones.pretrain.state import load_state, save_state
 from speechpeft.backbones.pretrain.tokenizer import NOTIMESTAMPS, WHISPER_SPECIAL_TOKENS, train_whisper_tokenizer
@@ -55,6 +55,13 @@ def test_pretrain_trains_exports_resumes_and_ships(corpus, tmp_path, monkeypatch
     assert facts["training"]["steps"] == 6 and "pretrain/all" in facts["measured"]["scores"]
     assert "| pretrain voices | all |" in card and "| adaptation voices | all |" in card
     assert f"speechpeft backbones pretrain tiny-whisper --corpus {corpus} --out {tmp_path / 'run'} --steps 6" in card
+    assert "**Not for real speech.** speechpeft trained this model from scratch on espeak-ng speech only." in card
+    assert "For real speech use `openai/whisper-tiny.en`" in card and "| human recordings" in card
+    assert facts["measured"]["human"]["utterances"] == 8 and "adapt/flite" in facts["measured"]["engines"]
+    remeasured = remeasure_whisper(corpus, weights_dir=tmp_path / "weights")
+    again = json.loads((remeasured / "speechpeft_card.json").read_text())
+    assert again["training"] == facts["training"] and again["measured"]["scores"] == facts["measured"]["scores"]
+    assert again["measured"]["command"] == f"speechpeft backbones remeasure tiny-whisper --corpus {corpus}"
     monkeypatch.setattr(builtin, "WEIGHTS_DIR", tmp_path / "weights")
     assert load_frozen("speechpeft/tiny-whisper", "asr", "fp32", device="cpu").source == str(shipped)
 

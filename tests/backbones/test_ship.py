@@ -1,10 +1,12 @@
-"""`speechpeft backbones ship` measures a staged copy: a measurement that fails keeps the backbone shipped before."""
+"""`speechpeft backbones ship` and `remeasure` measure a staged copy: a measurement that fails keeps the backbone
+shipped before."""
 
 import json
 
 import pytest
 
 from speechpeft.backbones.pretrain import card, card_tts
+from speechpeft.errors import MissingInputError
 
 
 def fake_run(run):
@@ -39,3 +41,25 @@ def test_a_failing_measurement_keeps_the_shipped_backbone(ship, name, measure, t
         ship(fake_run(tmp_path / "run"), tmp_path / "corpus", weights_dir=weights, name=name)
     assert json.loads((weights / name / "config.json").read_text()) == {"version": "shipped"}
     assert sorted(p.name for p in weights.iterdir()) == [name]  # the staged copy is gone
+
+
+@pytest.mark.parametrize(
+    ("remeasure", "name", "measure"),
+    [
+        (card.remeasure_whisper, "tiny-whisper", "measure_whisper"),
+        (card_tts.remeasure_speecht5, "tiny-speecht5", "measure_speecht5"),
+    ],
+)
+def test_remeasuring_needs_no_run_and_a_failing_one_keeps_the_card(remeasure, name, measure, tmp_path, monkeypatch):
+    weights = tmp_path / "weights"
+    with pytest.raises(MissingInputError, match=f"ship one first with `speechpeft backbones ship {name}"):
+        remeasure(tmp_path / "corpus", weights_dir=weights, name=name)
+    (weights / name).mkdir(parents=True)
+    facts = {"training": {"options": {"voice": "espeak-en-us"}}, "measured": {"old": True}}
+    (weights / name / card.CARD_FACTS).write_text(json.dumps(facts))
+    monkeypatch.setattr(card if remeasure is card.remeasure_whisper else card_tts, measure, fail_measurement)
+
+    with pytest.raises(RuntimeError, match="measurement failed"):
+        remeasure(tmp_path / "corpus", weights_dir=weights, name=name)
+    assert json.loads((weights / name / card.CARD_FACTS).read_text()) == facts
+    assert sorted(p.name for p in weights.iterdir()) == [name]

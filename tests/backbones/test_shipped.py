@@ -23,7 +23,7 @@ def test_tiny_whisper_transcribes_a_pretraining_voice(tmp_path):
 
 def test_tiny_speecht5_speaks_for_as_long_as_the_voice_it_learned(tmp_path):
     """It aligns and stops: the length tracks the real voice's recording of the same unseen sentence. (How
-    intelligible it is, is measured in its card: tiny-whisper reads it poorly.)"""
+    intelligible it is, is measured in its card: whisper-tiny.en reads little of it.)"""
     backbone = load_frozen("speechpeft/tiny-speecht5", "tts", "fp32", device="cpu")
     ids = backbone.processor(text=SENTENCES[1], return_tensors="pt").input_ids
     torch.manual_seed(0)  # SpeechT5's prenet dropout stays on at inference
