@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CORPUS_UTTERANCES ?= 2000
 
 .PHONY: setup system-packages test lint format corpus pretrain-corpus whisper-corpus pretrain-whisper pretrain-speecht5 \
-	ship-backbones benchmark clean
+	ship-backbones benchmark cards clean
 
 setup: system-packages $(STAMP)
 
@@ -82,6 +82,16 @@ ship-backbones: pretrain-corpus whisper-corpus
 benchmark: setup
 	$(BIN)/python benchmarks/synth_speed.py
 	$(BIN)/python benchmarks/adapter_sizes.py
+	test -f data/corpus/dataset_dict.json || $(MAKE) corpus
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/whisper_window.py
+
+# Model cards of the imported OpenAI Whisper checkpoints (backbones/cards/), measured on data/corpus's test split
+# at Whisper's 30 s window and at a 6 s one (minutes each on 2 cores; run on an idle machine: RTFx is wall time).
+cards: setup
+	test -f data/corpus/dataset_dict.json || $(MAKE) corpus
+	for backbone in openai/whisper-tiny.en openai/whisper-base; do for window in 30 6; do \
+		HF_HUB_OFFLINE=1 $(BIN)/speechpeft backbones card $$backbone --corpus data/corpus --window-seconds $$window \
+		|| exit 1; done; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

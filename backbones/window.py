@@ -6,14 +6,18 @@ encoder's positional table (the audio frames come first, padding after), as whis
 does; the rest of the model is untouched.
 
 `length_adaptive_encoder` makes the encoder accept any window up to its full one: for each forward it reads
-the input's length and uses that many positions, then restores the config, so `generate` and everything else
-see the checkpoint's own size. Which window a batch gets is decided where features are extracted
-(`windowed_extractor`, `tasks.features.window_inputs`).
+the input's length and uses that many positions, then restores the config, so everything else sees the
+checkpoint's own size. `generate` is the exception: it reads the window from the config before the encoder
+runs, so decoding at a short window runs inside `encoder_window`. Which window a clip gets is decided where
+features are extracted (`windowed_extractor`; `tasks.features.window_inputs` for training batches,
+`SpeechRecognition.predict` per clip).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -46,24 +50,43 @@ def check_window(seconds: float, model: torch.nn.Module) -> None:
 
 
 def length_adaptive_encoder(model: torch.nn.Module) -> None:
-    """Let the Whisper encoder inside `model` run on any mel length up to its full window (see module doc)."""
+    """Let the Whisper encoder inside `model` run on any mel length up to its full window (see module doc).
+
+    Each forward uses `frames // 2` positions of the input and puts back the value it found after, also when
+    the forward raises. An input longer than the full window is left to transformers' own length error.
+    """
     encoder = whisper_encoder(model)
     if encoder is None or getattr(encoder, "_speechpeft_adaptive", False):
         return
     full = encoder.embed_positions.num_embeddings
+    found: list[int] = []  # the value before each running forward (a stack: forwards do not nest, but may)
 
     def shorten(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        found.append(module.embed_positions.num_embeddings)
         features = kwargs.get("input_features", args[0] if args else None)
-        positions = features.shape[-1] // 2 if features is not None else full
-        if positions != full:
-            _set_positions(module, positions)
+        if features is not None and features.shape[-1] // 2 < full:
+            _set_positions(module, features.shape[-1] // 2)
 
     def restore(module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-        _set_positions(module, full)
+        _set_positions(module, found.pop() if found else full)
 
     encoder.register_forward_pre_hook(shorten, with_kwargs=True)
     encoder.register_forward_hook(restore, with_kwargs=True, always_call=True)
     encoder._speechpeft_adaptive = True
+
+
+@contextlib.contextmanager
+def encoder_window(model: torch.nn.Module, frames: int) -> Iterator[None]:
+    """The Whisper encoder of `model` (and its config) at `frames // 2` positions for the whole block, restored
+    after, also on error. Needed around `generate`: it reads the window from the config before the encoder runs
+    and pads the input up to it (with zeros, not the extractor's silence)."""
+    encoder = whisper_encoder(model)
+    before = encoder.embed_positions.num_embeddings
+    _set_positions(encoder, frames // 2)
+    try:
+        yield
+    finally:
+        _set_positions(encoder, before)
 
 
 def _set_positions(encoder: torch.nn.Module, positions: int) -> None:

@@ -62,7 +62,8 @@ def lora_step_seconds(backbone_id: str, corpus: str, window: float | None, steps
         batch = run.task.collate([run.train_rows[i] for i in range(start, start + 8)])
         started = time.perf_counter()
         run.task.loss(run.model, batch).backward()
-        optimizer.step(), optimizer.zero_grad()
+        optimizer.step()
+        optimizer.zero_grad()
         timings.append(time.perf_counter() - started)
     return statistics.median(timings[1:])
 

@@ -9,11 +9,15 @@ Rules of speechpeft-en-2, in order:
    ("twenty five" -> "25", "ten fifteen" -> "1015"), ordinals and currencies likewise, contractions are
    expanded ("won't" -> "will not"), fillers (um, uh, hmm) and bracketed text are dropped. Real Whisper writes
    numbers as digits; without this step "set a timer for 5 minutes" against "five minutes" is an error.
+   Its quirks apply to both sides alike: "'s" becomes " is" ("the dog's bone" -> "the dog is bone"), other
+   apostrophes become spaces, "o'clock" -> "0 clock".
 1. Unicode NFKD with combining marks dropped ("café" -> "cafe"), lowercase; typographic apostrophes
    (U+2019, U+2018, U+02BC) become '.
 2. Hyphens, dashes and slashes separate words ("well-known" -> "well known").
-3. Every character other than a-z, 0-9, apostrophe and whitespace is dropped (punctuation, symbols).
-4. An apostrophe is kept only between two letters ("don't" stays, "'quoted'" loses its quotes).
+3. Every character other than a-z, 0-9, apostrophe and whitespace is dropped (punctuation, symbols), the
+   "." and "%" that step 0 keeps in numbers included: "10.15" and "1015" match (a time spoken "ten fifteen",
+   which Whisper writes 10.15), and so do "3.5" and "35".
+4. An apostrophe is kept only between two letters (after step 0, which removes them, this rarely applies).
 5. Runs of whitespace become one space; leading and trailing spaces go.
 speechpeft-en-1 was rules 1-5 alone (digits and spelled numbers never matched).
 """

@@ -16,6 +16,7 @@ import datasets
 import torch
 
 from speechpeft.backbones import FrozenBackbone
+from speechpeft.backbones.window import encoder_window, windowed_extractor
 from speechpeft.leaderboard.metrics import load_metric
 from speechpeft.leaderboard.normalize import normalize_english
 from speechpeft.tasks.base import TASKS, Predictions, TaskEntry, decode_audio, model_inputs, timed
@@ -24,6 +25,7 @@ from speechpeft.tasks.rows import LeftOut, fixed_window, normalises_to_nothing, 
 from speechpeft.tasks.runaway import ran_away, token_cap
 
 IGNORE_INDEX = -100  # label positions the loss skips (padding)
+PROMPT_TOKENS = 4  # the longest Whisper decoder prompt: start of transcript, language, task, no timestamps
 logger = logging.getLogger(__name__)
 # transformers 5 warns on every Whisper generate call: its own code passes the suppress lists back in, and
 # `max_new_tokens` (our runaway cap) is read as clashing with the checkpoint's max_length. Neither is actionable.
@@ -31,6 +33,8 @@ _GENERATE_NOISE = ("generation-related arguments", "seem to have been set. `max_
 
 
 class _DropGenerateNoise(logging.Filter):
+    """Drops exactly the two transformers messages in `_GENERATE_NOISE`; every other warning passes."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         return not any(noise in record.getMessage() for noise in _GENERATE_NOISE)
 
@@ -45,7 +49,7 @@ class SpeechRecognition:
         self.backbone = backbone
         self.tokenizer = backbone.processor.tokenizer
         self.extractor = backbone.processor.feature_extractor
-        self.generate_kwargs = _english_prompt(backbone.model)
+        self.generate_kwargs = english_prompt(backbone.model)
         if self.generate_kwargs:  # multilingual Whisper: train on the prompt that generation uses
             self.tokenizer.set_prefix_tokens(**self.generate_kwargs)
 
@@ -79,31 +83,53 @@ class SpeechRecognition:
     def predict(self, model: torch.nn.Module, batch: dict[str, Any]) -> Predictions:
         """Transcripts, each as if its clip were alone in the batch (see `predict_in_exact_groups`).
 
-        Under a short Whisper window decoding is capped by each clip's length, and a clip that hits its cap or
-        repeats itself is decoded again at the full window (`tasks.runaway`); `extras` say which window each
-        transcript came from.
+        With a short Whisper window (`load_frozen(window_seconds=...)`) each clip that fits it is decoded there,
+        capped by its length, and decoded again at the full window when it hits its cap or repeats itself
+        (`tasks.runaway`); longer clips get the full window. `extras` say which window each transcript came from.
         """
-        short = self._short_window(batch)
-        caps = [token_cap(len(clip) / self.extractor.sampling_rate) for clip in batch["audio"]] if short else None
-        limit = {"max_new_tokens": max(caps)} if caps else {}
-        ids, seconds = predict_in_exact_groups(
-            self.backbone, self.extractor, batch, lambda inputs: self._generate(model, inputs, **limit)
-        )
-        ids = [self._text_ids(seq) for seq in ids]
-        own = getattr(self.extractor, "chunk_length", None)  # Whisper's window; None for SpeechT5's extractor
-        windows = [self.backbone.window_seconds if short else own] * len(ids)
-        for index in [i for i, seq in enumerate(ids) if caps and ran_away(seq, caps[i])]:
-            full = acoustic_inputs(self.extractor, [batch["audio"][index]], self.backbone.input_dtype)
-            redone, elapsed = timed(lambda full=full: self._generate(model, model_inputs(full, self.backbone.device)))
-            ids[index], windows[index] = self._text_ids(redone[0]), own
-            seconds += elapsed
+        if self.backbone.window_seconds is None:
+            ids, seconds = predict_in_exact_groups(
+                self.backbone, self.extractor, batch, lambda inputs: self._generate(model, inputs)
+            )
+            ids = [self._text_ids(seq) for seq in ids]
+            windows = [getattr(self.extractor, "chunk_length", None)] * len(ids)  # None: SpeechT5's extractor
+        else:
+            ids, windows, seconds = self._predict_windowed(model, batch["audio"])
         texts = [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
         extras = [{"window_seconds": w} for w in windows]
         return Predictions(texts, batch["references"], seconds, batch["audio_seconds"], extras)
 
-    def _short_window(self, batch: dict[str, Any]) -> bool:
-        features = batch.get("input_features")
-        return features is not None and features.shape[-1] < self.extractor.nb_max_frames
+    def _predict_windowed(self, model: torch.nn.Module, audio: list) -> tuple[list[list[int]], list[float], float]:
+        """Text ids per clip, the window (seconds) each was decoded at, and the compute seconds."""
+        short = windowed_extractor(self.extractor, self.backbone.window_seconds)
+        ids: list[list[int] | None] = [None] * len(audio)
+        windows, seconds = [float(self.extractor.chunk_length)] * len(audio), 0.0
+        fits = [i for i, clip in enumerate(audio) if len(clip) <= short.n_samples]
+        if fits:
+            caps = [self._token_cap(len(audio[i]) / short.sampling_rate) for i in fits]
+            decoded, seconds = self._decode(model, short, [audio[i] for i in fits], max_new_tokens=max(caps))
+            for i, sequence, cap in zip(fits, decoded, caps, strict=True):
+                if not ran_away(sequence, cap):
+                    ids[i], windows[i] = sequence, short.chunk_length
+        rest = [i for i, sequence in enumerate(ids) if sequence is None]
+        if rest:  # too long for the short window, or ran away there
+            decoded, elapsed = self._decode(model, self.extractor, [audio[i] for i in rest])
+            seconds += elapsed
+            for i, sequence in zip(rest, decoded, strict=True):
+                ids[i] = sequence
+        return ids, windows, seconds
+
+    def _token_cap(self, seconds: float) -> int:
+        """`token_cap`, within what the decoder's positions leave after the longest Whisper prompt."""
+        return min(token_cap(seconds), self.backbone.model.config.max_target_positions - PROMPT_TOKENS)
+
+    def _decode(self, model: torch.nn.Module, extractor, clips: list, **limits: int) -> tuple[list[list[int]], float]:
+        """Greedy text ids of `clips` padded to `extractor`'s window, with the encoder at that window."""
+        inputs = acoustic_inputs(extractor, clips, self.backbone.input_dtype)
+        inputs = model_inputs(inputs, self.backbone.device, labels=False)
+        with encoder_window(self.backbone.model, inputs["input_features"].shape[-1]):
+            decoded, seconds = timed(lambda: self._generate(model, inputs, **limits))
+        return [self._text_ids(sequence) for sequence in decoded], seconds
 
     def _generate(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], **limits: int) -> list[torch.Tensor]:
         features = inputs.get("input_features")
@@ -128,7 +154,7 @@ class SpeechRecognition:
         if self.backbone.window_seconds is not None:  # decoded at the full window: too long, or ran away
             metrics["full_window_utterances"] = sum(w != self.backbone.window_seconds for w in windows)
         items = [
-            {**_item_record(r, h), "window_seconds": w}
+            {**_item_record(r, h), **({"window_seconds": w} if w is not None else {})}
             for r, h, w in zip(references, hypotheses, windows, strict=True)
         ]
         return metrics, items
@@ -144,7 +170,7 @@ def _item_record(reference: str, hypothesis: str) -> dict:
     return {"reference": reference, "hypothesis": hypothesis, "word_errors": edits, "reference_words": words}
 
 
-def _english_prompt(model: torch.nn.Module) -> dict[str, str]:
+def english_prompt(model: torch.nn.Module) -> dict[str, str]:
     """Multilingual Whisper checkpoints are told to transcribe English; English-only ones need nothing."""
     generation = getattr(model, "generation_config", None)
     if generation is not None and getattr(generation, "is_multilingual", False):

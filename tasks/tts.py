@@ -23,6 +23,7 @@ from speechpeft.backbones.vocoder import griffin_lim
 from speechpeft.errors import InputError, MissingInputError
 from speechpeft.leaderboard.metrics import load_metric
 from speechpeft.leaderboard.normalize import NORMALIZER
+from speechpeft.tasks.asr import PROMPT_TOKENS, english_prompt
 from speechpeft.tasks.base import TASKS, Predictions, TaskEntry, decode_audio, seeded, timed
 from speechpeft.tasks.rows import LeftOut, Rule, audio_longer_than, normalises_to_nothing, sift, text_longer_than
 from speechpeft.tasks.runaway import token_cap
@@ -36,7 +37,6 @@ DROPOUT_SEED = 0  # the speech-decoder prenet's dropout masks, drawn afresh for 
 LISTENER = "openai/whisper-tiny.en"
 LISTENER_VARIABLE = "SPEECHPEFT_TTS_LISTENER"  # names another listener (the test suite: speechpeft/tiny-whisper)
 LISTENER_BATCH = 16  # clips transcribed at once (each is padded to the listener's window)
-PROMPT_TOKENS = 4  # the longest Whisper decoder prompt: start of transcript, language, task, no timestamps
 
 
 def default_listener() -> str:
@@ -102,7 +102,8 @@ class Listener:
         features = extractor(clips, sampling_rate=extractor.sampling_rate, return_tensors="pt",
                              return_attention_mask=True)  # fmt: skip
         with torch.no_grad():  # max_length=None: the cap alone bounds decoding (and transformers does not warn)
-            generated = self.backbone.model.generate(**features, max_new_tokens=max(caps), max_length=None)
+            generated = self.backbone.model.generate(**features, max_new_tokens=max(caps), max_length=None,
+                                                     **english_prompt(self.backbone.model))  # fmt: skip
         special = set(tokenizer.all_special_ids)
         text_ids = [[t for t in row.tolist() if t not in special] for row in generated]
         return [ids[:cap] for ids, cap in zip(text_ids, caps, strict=True)]

@@ -107,3 +107,30 @@ def test_runaway_clips_are_decoded_again_at_the_full_window(tiny_backbone_dirs, 
     assert predictions.outputs == plain.outputs
     metrics, items = short_task.score([predictions])
     assert metrics["full_window_utterances"] == 2 and [i["window_seconds"] for i in items] == [8, 8]
+
+
+def _frames_seen(model: torch.nn.Module) -> list[int]:
+    """The mel length of every input the model's Whisper encoder runs on, appended as it runs."""
+    seen: list[int] = []
+    model.model.encoder.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs.get("input_features", args[0] if args else None).shape[-1]),
+        with_kwargs=True,
+    )
+    return seen
+
+
+def test_generate_runs_the_encoder_at_the_short_window_and_long_clips_apart(tiny_backbone_dirs, tmp_path):
+    """`generate` reads the window from the config before the encoder runs and pads the input up to it: decoding
+    must run inside `encoder_window`. A clip longer than the short window is decoded apart, at the full window,
+    so the short clip beside it gets the same window as alone."""
+    long_text = "turn on the kitchen lights and play some jazz music and what is the weather like"
+    rows = speech_rows([("yes", "espeak-en-us"), (long_text, "espeak-en-us")], tmp_path)
+    assert 4 * 16_000 < len(rows[1]["audio"].get_all_samples().data[0]) <= 8 * 16_000
+    windowed = load_frozen(tiny_backbone_dirs["whisper"], "asr", "fp32", device="cpu", window_seconds=4.0)
+    seen = _frames_seen(windowed.model)
+    task = TASKS.get("asr").build(windowed, None)
+    with torch.no_grad():
+        task.predict(windowed.model, task.collate(list(rows)))
+    # the short clip at 4 s (400 frames); then the long clip and the short one that ran away, at 8 s
+    assert seen[0] == 400 and set(seen[1:]) == {800}
+    assert windowed.model.config.max_source_positions == 400
