@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import datasets
 import torch
 
 from speechpeft.backbones import load_frozen
+from speechpeft.backbones.imported_card import cpu_model
 from speechpeft.evaluation import evaluate_task
 from speechpeft.tasks import data
 from speechpeft.tasks.catalog import TASKS
@@ -69,9 +69,7 @@ def lora_step_seconds(backbone_id: str, corpus: str, window: float | None, steps
 
 
 def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())  # fmt: skip
-    return f"{model}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    return f"{cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from speechpeft.backbones.builtin import WEIGHTS_DIR
+from speechpeft.backbones.imported_card import cpu_model
 from speechpeft.backbones.loading import FrozenBackbone, load_frozen
 from speechpeft.backbones.pretrain.card_text import whisper_card
 from speechpeft.directories import recover_directory, staged_replacement
@@ -194,13 +195,4 @@ def best_model(run: Path) -> Path:
 
 def machine() -> str:
     """Where and when a measurement ran: architecture, CPU model, threads, date."""
-    return f"{platform.machine()}, {_cpu_model()}, {torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d')}"
-
-
-def _cpu_model() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return names[0] if names else platform.processor() or "unknown CPU"
+    return f"{platform.machine()}, {cpu_model()}, {torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d')}"
