@@ -1,4 +1,5 @@
-# speechpeft: `make test` and `make corpus` set everything up on a fresh Debian machine, then do their job.
+# speechpeft: `make leaderboard` (the main job) and `make test` set everything up on a fresh Debian machine, then do
+# their job.
 # Set-up is idempotent: a second run checks what is installed and does nothing.
 
 SHELL := /bin/bash
@@ -10,11 +11,11 @@ STAMP := $(VENV)/.installed
 # in `datasets`), the English text the synthetic corpus speaks, and alsa-utils' recorded human voice (real
 # speech for the Whisper tests).
 APT_PACKAGES := ffmpeg sox espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts fortunes wamerican \
-	alsa-utils
+	alsa-utils chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CORPUS_UTTERANCES ?= 2000
 
-.PHONY: setup system-packages test lint format corpus pretrain-corpus whisper-corpus pretrain-whisper pretrain-speecht5 \
+.PHONY: setup system-packages leaderboard leaderboard-quick test lint format corpus pretrain-corpus whisper-corpus pretrain-whisper pretrain-speecht5 \
 	ship-backbones benchmark cards clean
 
 setup: system-packages $(STAMP)
@@ -44,6 +45,15 @@ format: setup
 
 test: setup lint
 	$(BIN)/python -m pytest
+
+# The main job: synthesise the corpora if missing, train and score every task x method cell, write the report
+# (runs/leaderboard/report.html, report.md, results.csv). Rerun to resume; LEADERBOARD_FLAGS adds flags
+# (e.g. LEADERBOARD_FLAGS="--workers 2 --seeds 3").
+leaderboard: setup
+	HF_HUB_OFFLINE=1 $(BIN)/speechpeft leaderboard $(LEADERBOARD_FLAGS)
+
+leaderboard-quick: setup
+	HF_HUB_OFFLINE=1 $(BIN)/speechpeft leaderboard --quick $(LEADERBOARD_FLAGS)
 
 corpus: setup
 	$(BIN)/speechpeft data synth --utterances $(CORPUS_UTTERANCES) --out data/corpus

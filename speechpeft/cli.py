@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"speechpeft {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     groups = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _add_leaderboard(groups)
     _add_backbones(groups.add_parser("backbones", help="list, inspect, pretrain and ship backbones"))
     _add_data(groups.add_parser("data", help="build datasets"))
     _add_train(groups)
@@ -47,6 +48,46 @@ def _accept_verbose_everywhere(parser: argparse.ArgumentParser) -> None:
                     "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP
                 )
                 _accept_verbose_everywhere(command)
+
+
+def _add_leaderboard(groups: argparse._SubParsersAction) -> None:
+    board = groups.add_parser(
+        "leaderboard", help="train and score every method on every task, then write the report (the main job)",
+        description="Synthesise the corpora if missing, train and score each task x backbone x method x seed cell, "
+        "and write results (one JSON per cell, results.csv) and the report (Markdown, HTML with plots) under --out. "
+        "Rerun the same command to resume: finished cells are kept, failed ones retried.",
+    )  # fmt: skip
+    preset = board.add_mutually_exclusive_group()
+    preset.add_argument("--config", type=Path, help="a TOML grid (default: the `default` preset; see "
+                        "leaderboard/presets/)")  # fmt: skip
+    preset.add_argument("--quick", action="store_true", help="the quick preset: scratch-trained tiny backbones, "
+                        "few steps (minutes; the test suite runs it)")  # fmt: skip
+    board.add_argument("--out", type=Path, help="results and report (default: runs/leaderboard; with --quick "
+                       "runs/leaderboard-quick; with --config NAME.toml runs/leaderboard-NAME); the same --out "
+                       "resumes")  # fmt: skip
+    board.add_argument("--tasks", nargs="+", default=(), metavar="TASK", help="only these tasks of the preset")
+    board.add_argument("--methods", nargs="+", default=(), metavar="METHOD",
+                       help="only these method variants of the preset (e.g. frozen lora houlsby)")  # fmt: skip
+    board.add_argument("--backbones", nargs="+", default=(), metavar="BACKBONE",
+                       help="replace every selected task's backbones with these")  # fmt: skip
+    board.add_argument("--seeds", type=int, help="seeds 0..N-1 per cell: mean and spread over seeds")
+    board.add_argument("--workers", type=int, help="cells run at once, each in its own process, the CPU's cores "
+                       "shared among them (default: the preset's; 2 in the default preset)")  # fmt: skip
+    board.add_argument("--retry-failed", action=argparse.BooleanOptionalAction, default=True,
+                       help="run failed cells again (default: yes)")  # fmt: skip
+    board.add_argument("--report-only", action="store_true", help="rewrite the report from finished cells")
+    board.add_argument("--dry-run", action="store_true", help="list the cells and their settings, run nothing")
+    board.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
+                       help="live progress table (default: on a terminal; one line per cell otherwise)")  # fmt: skip
+    board.set_defaults(command="leaderboard", options=_leaderboard_options)
+
+
+def _leaderboard_options(args: argparse.Namespace):
+    from speechpeft.leaderboard.command import LeaderboardOptions
+
+    names = ("config", "quick", "out", "seeds", "workers", "retry_failed", "report_only", "dry_run", "live")
+    return LeaderboardOptions(tasks=tuple(args.tasks), methods=tuple(args.methods),
+                              backbones=tuple(args.backbones), **{n: getattr(args, n) for n in names})  # fmt: skip
 
 
 def _add_adapters(parser: argparse.ArgumentParser) -> None:
@@ -213,7 +254,7 @@ def _run(command_name: str, args: argparse.Namespace) -> int:
     result = getattr(commands, command_name)(args)
     if isinstance(result, (dict, list)):
         print(json.dumps(result, indent=2))
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

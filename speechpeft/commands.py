@@ -113,6 +113,12 @@ def backbones_pretrain(args: argparse.Namespace) -> dict:
     return best
 
 
+def leaderboard(args: argparse.Namespace) -> int:
+    from speechpeft.leaderboard.command import run_leaderboard
+
+    return run_leaderboard(args.options)
+
+
 def train_adapter(args: argparse.Namespace) -> None:
     from speechpeft.evaluation import shown
     from speechpeft.train import train

@@ -76,8 +76,10 @@ def load_trained(
     record = read_record(directory)
     entry = TASKS.get(record["task"])
     window = window_seconds or record.get("options", {}).get("window_seconds")
-    backbone = load_frozen(record["backbone"], entry.kind, precision or record["precision"], device=device,
-                           labels=record["labels"], window_seconds=window)  # fmt: skip
+    decoder = entry.kind == "classify" and record.get("options", {}).get("classifier") == "decoder"
+    kind, labels = ("asr", None) if decoder else (entry.kind, record["labels"])
+    backbone = load_frozen(record["backbone"], kind, precision or record["precision"], device=device, labels=labels,
+                           window_seconds=window)  # fmt: skip
     weights = local_weights_dir(backbone.source)
     if (
         record.get("backbone_fingerprint")

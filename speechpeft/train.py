@@ -72,7 +72,9 @@ def prepare_run(options: TrainOptions, device: torch.device | None = None) -> Ru
     train_rows, validation_rows, left_out = prepare_rows(options, entry)
     both = datasets.concatenate_datasets([train_rows, validation_rows])
     labels = data.label_names(both, options.task) if entry.kind == "classify" else None
-    backbone = load_frozen(options.backbone, entry.kind, options.precision, device=device, labels=labels,
+    kind = options.backbone_kind(entry.kind)
+    head = labels if kind == "classify" else None  # a decoder classifier has no head to size
+    backbone = load_frozen(options.backbone, kind, options.precision, device=device, labels=head,
                            window_seconds=options.window_seconds)  # fmt: skip
     task = entry.build(backbone, labels)
     train_rows, left_out["train"] = data.usable_rows(task, train_rows, left_out["train"], "training")

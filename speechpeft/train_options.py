@@ -45,6 +45,11 @@ class TrainOptions:
         metadata=_help("Whisper: encoder window for clips that fit it, e.g. 6 (default: the backbone's own, 30 s "
                        "for OpenAI's); much faster on a CPU, longer clips still get the full window"),
     )  # fmt: skip
+    classifier: str = field(
+        default="pooled",
+        metadata=_help("intent, keyword, speaker: pooled (a new head over the encoder) or decoder (an encoder-decoder "
+                       "such as Whisper writes the label as text; scored over the label map)"),
+    )  # fmt: skip
     steps: int = field(default=300, metadata=_help("optimisation steps"))
     batch_size: int = field(default=8, metadata=_help("utterances per step"))
     lr: float = field(default=1e-3, metadata=_help("peak learning rate (AdamW, linear decay)"))
@@ -81,8 +86,14 @@ class TrainOptions:
             raise InputError("--validation-fraction must be between 0 and 1")
         if self.window_seconds is not None and self.window_seconds <= 0:
             raise InputError("--window-seconds must be positive (leave it out for the backbone's own window)")
+        if self.classifier not in ("pooled", "decoder"):
+            raise InputError("--classifier must be pooled or decoder")
         if self.precision not in ("fp32", "bf16", "int8", "auto"):
             raise InputError("--precision must be fp32, bf16, int8 or auto")
+
+    def backbone_kind(self, task_kind: str) -> str:
+        """The backbone kind to load for a task of `task_kind`: a decoder classifier loads the ASR model."""
+        return "asr" if task_kind == "classify" and self.classifier == "decoder" else task_kind
 
     def adapter_options(self) -> AdapterOptions:
         """The knobs the adapter method reads (it validates them)."""

@@ -87,33 +87,36 @@ class SpeechRecognition:
         capped by its length, and decoded again at the full window when it hits its cap or repeats itself
         (`tasks.runaway`); longer clips get the full window. `extras` say which window each transcript came from.
         """
+        caps = [self._token_cap(len(clip) / self.extractor.sampling_rate) for clip in batch["audio"]]
         if self.backbone.window_seconds is None:
             ids, seconds = predict_in_exact_groups(
-                self.backbone, self.extractor, batch, lambda inputs: self._generate(model, inputs)
-            )
-            ids = [self._text_ids(seq) for seq in ids]
+                self.backbone, self.extractor, batch,
+                lambda inputs: self._generate(model, inputs, max_new_tokens=max(caps)),
+            )  # fmt: skip
+            ids = [self._text_ids(seq)[:cap] for seq, cap in zip(ids, caps, strict=True)]
             windows = [getattr(self.extractor, "chunk_length", None)] * len(ids)  # None: SpeechT5's extractor
         else:
-            ids, windows, seconds = self._predict_windowed(model, batch["audio"])
+            ids, windows, seconds = self._predict_windowed(model, batch["audio"], caps)
         texts = [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
         extras = [{"window_seconds": w} for w in windows]
         return Predictions(texts, batch["references"], seconds, batch["audio_seconds"], extras)
 
-    def _predict_windowed(self, model: torch.nn.Module, audio: list) -> tuple[list[list[int]], list[float], float]:
-        """Text ids per clip, the window (seconds) each was decoded at, and the compute seconds."""
+    def _predict_windowed(
+        self, model: torch.nn.Module, audio: list, caps: list[int]
+    ) -> tuple[list[list[int]], list[float], float]:
+        """Text ids per clip (at most its cap), the window (seconds) each was decoded at, and the compute seconds."""
         short = windowed_extractor(self.extractor, self.backbone.window_seconds)
         ids: list[list[int] | None] = [None] * len(audio)
         windows, seconds = [float(self.extractor.chunk_length)] * len(audio), 0.0
         fits = [i for i, clip in enumerate(audio) if len(clip) <= short.n_samples]
         if fits:
-            caps = [self._token_cap(len(audio[i]) / short.sampling_rate) for i in fits]
-            decoded, seconds = self._decode(model, short, [audio[i] for i in fits], max_new_tokens=max(caps))
-            for i, sequence, cap in zip(fits, decoded, caps, strict=True):
-                if not ran_away(sequence, cap):
+            decoded, seconds = self._decode(model, short, [audio[i] for i in fits], [caps[i] for i in fits])
+            for i, sequence in zip(fits, decoded, strict=True):
+                if not ran_away(sequence, caps[i]):
                     ids[i], windows[i] = sequence, short.chunk_length
         rest = [i for i, sequence in enumerate(ids) if sequence is None]
         if rest:  # too long for the short window, or ran away there
-            decoded, elapsed = self._decode(model, self.extractor, [audio[i] for i in rest])
+            decoded, elapsed = self._decode(model, self.extractor, [audio[i] for i in rest], [caps[i] for i in rest])
             seconds += elapsed
             for i, sequence in zip(rest, decoded, strict=True):
                 ids[i] = sequence
@@ -121,15 +124,20 @@ class SpeechRecognition:
 
     def _token_cap(self, seconds: float) -> int:
         """`token_cap`, within what the decoder's positions leave after the longest Whisper prompt."""
-        return min(token_cap(seconds), self.backbone.model.config.max_target_positions - PROMPT_TOKENS)
+        config = self.backbone.model.config  # Whisper: max_target_positions; SpeechT5: max_text_positions
+        positions = getattr(config, "max_target_positions", None) or config.max_text_positions
+        return min(token_cap(seconds), positions - PROMPT_TOKENS)
 
-    def _decode(self, model: torch.nn.Module, extractor, clips: list, **limits: int) -> tuple[list[list[int]], float]:
-        """Greedy text ids of `clips` padded to `extractor`'s window, with the encoder at that window."""
+    def _decode(
+        self, model: torch.nn.Module, extractor, clips: list, caps: list[int]
+    ) -> tuple[list[list[int]], float]:
+        """Greedy text ids of `clips` padded to `extractor`'s window, with the encoder at that window, each cut at
+        its cap (greedy decoding is prefix-stable, so a clip's ids do not depend on the caps of its batch)."""
         inputs = acoustic_inputs(extractor, clips, self.backbone.input_dtype)
         inputs = model_inputs(inputs, self.backbone.device, labels=False)
         with encoder_window(self.backbone.model, inputs["input_features"].shape[-1]):
-            decoded, seconds = timed(lambda: self._generate(model, inputs, **limits))
-        return [self._text_ids(sequence) for sequence in decoded], seconds
+            decoded, seconds = timed(lambda: self._generate(model, inputs, max_new_tokens=max(caps)))
+        return [self._text_ids(sequence)[:cap] for sequence, cap in zip(decoded, caps, strict=True)], seconds
 
     def _generate(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], **limits: int) -> list[torch.Tensor]:
         features = inputs.get("input_features")

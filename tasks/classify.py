@@ -69,9 +69,19 @@ class SpokenClassification:
         return metrics, items
 
 
+def build_classification(backbone: FrozenBackbone, name: str, labels: list[str]) -> SpokenClassification:
+    """A pooled head over the encoder for a `classify` backbone; the decoder writing the label for a seq2seq ASR
+    backbone (`speechpeft train --classifier decoder`: `tasks.classify_decoder`)."""
+    if backbone.task == "asr":
+        from speechpeft.tasks.classify_decoder import DecoderClassification
+
+        return DecoderClassification(backbone, name, labels)
+    return SpokenClassification(backbone, name, labels)
+
+
 def _register(name: str, what: str) -> None:
     TASKS.register(name, TaskEntry("classify", ("audio", name),
-                                   lambda backbone, labels: SpokenClassification(backbone, name, labels or []),
+                                   lambda backbone, labels: build_classification(backbone, name, labels or []),
                                    f"{what}: accuracy, macro-F1", ("accuracy", "max")))  # fmt: skip
 
 

@@ -6,6 +6,9 @@ again with the checkpoint's own window (`SpeechRecognition.predict`):
 
 - more tokens than the audio can hold: `token_cap(seconds)` allows 8 text tokens per second of audio (fast
   English speech is about 3 words, 4 BPE tokens, per second) and at least 12, and decoding stops there;
+  every decode stops at its clip's cap, at any window (a model that never stops would otherwise run to the
+  decoder's 448 positions: minutes of CPU for one clip, and its WER counts insertions of a transcript that was
+  garbage by the cap anyway);
 - a repeated n-gram: the same 1- to 4-token sequence `REPEATS` times in a row.
 """
 

@@ -134,3 +134,20 @@ def test_generate_runs_the_encoder_at_the_short_window_and_long_clips_apart(tiny
     # the short clip at 4 s (400 frames); then the long clip and the short one that ran away, at 8 s
     assert seen[0] == 400 and set(seen[1:]) == {800}
     assert windowed.model.config.max_source_positions == 400
+
+
+def test_every_decode_stops_at_its_clips_cap_whisper_and_speecht5(tiny_backbone_dirs, tmp_path):
+    """A random tiny model never stops on its own: without a short window too, decoding stops at the clip's cap
+    (a decoder step per token, the prompt's step first), and a clip's transcript is the same batched or alone.
+    SpeechT5's config names its decoder positions `max_text_positions`."""
+    rows = speech_rows([("yes", "espeak-en-us"), ("play some jazz music", "espeak-en-us")], tmp_path)
+    for family in ("whisper", "speecht5-asr"):
+        backbone = load_frozen(tiny_backbone_dirs[family], "asr", "fp32", device="cpu")
+        task = TASKS.get("asr").build(backbone, None)
+        steps: list[int] = []
+        backbone.model.get_decoder().register_forward_hook(lambda *_, steps=steps: steps.append(1))
+        with torch.no_grad():
+            alone = task.predict(backbone.model, task.collate([rows[0]]))
+            assert len(steps) <= token_cap(0.5) + 1, family  # "yes": a cap of 12 tokens
+            together = task.predict(backbone.model, task.collate(list(rows)))
+        assert together.outputs[0] == alone.outputs[0], family

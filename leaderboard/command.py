@@ -1,0 +1,127 @@
+"""`speechpeft leaderboard`: corpora, grid, report — the hub's main job, in one command.
+
+Writes under `--out`: `cells/<task>/<backbone>/<variant>/seed-<k>/` (the adapter, `predictions.jsonl`,
+`result.json`, `log.txt`), `results.csv` (one line per cell), `grid.json` (the resolved cells and settings),
+and the report (`report.md`, `report.html`, the plots).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from speechpeft.errors import InputError
+from speechpeft.leaderboard.grid import Grid, load_grid, preset_path
+
+
+@dataclass(frozen=True)
+class LeaderboardOptions:
+    config: Path | None = None  # a TOML preset; None: the default preset, or the quick one with `quick`
+    quick: bool = False
+    out: Path | None = None  # default: see `out_dir`
+    tasks: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    backbones: tuple[str, ...] = ()
+    seeds: int | None = None
+    workers: int | None = None  # None: the preset's
+    retry_failed: bool = True
+    report_only: bool = False
+    dry_run: bool = False
+    live: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.config is not None and self.quick:
+            raise InputError("--quick picks the quick preset: leave out --config, or drop --quick")
+        if (self.workers is not None and self.workers < 1) or (self.seeds is not None and self.seeds < 1):
+            raise InputError("--workers and --seeds must be at least 1")
+
+    @property
+    def out_dir(self) -> Path:
+        """--out, else runs/leaderboard (default preset), runs/leaderboard-quick, or runs/leaderboard-CONFIG_STEM."""
+        if self.out:
+            return self.out
+        return Path("runs/leaderboard" + ("-quick" if self.quick else f"-{self.config.stem}" if self.config else ""))
+
+
+def grid_of(options: LeaderboardOptions) -> Grid:
+    """The preset (or --config) narrowed by the flags."""
+    grid = load_grid(options.config or preset_path("quick" if options.quick else "default"))
+    return grid.narrowed(options.tasks, options.methods, options.backbones, options.seeds)
+
+
+def run_leaderboard(options: LeaderboardOptions) -> int:
+    """Build the corpora, run the unfinished cells, write the results and the report; 0 when every cell finished,
+    1 when some failed (their errors are in the report and in their `result.json`)."""
+    from speechpeft.leaderboard.runner import RunOptions, build_corpora, pending, run_grid
+
+    grid, out, began = grid_of(options), options.out_dir, time.perf_counter()
+    if options.dry_run:
+        return _print_cells(grid, out, options.retry_failed)
+    if options.report_only:
+        results = [r for r in pending(grid.cells(), out, retry_failed=False)[1]]
+        if not results:
+            raise InputError(f"no finished cells under {out}: run without --report-only first")
+    else:
+        build_corpora(grid, quiet=options.live is False or not sys.stderr.isatty())
+        _write_grid(grid, out)
+        workers = options.workers or grid.workers
+        outcome = run_grid(grid, RunOptions(out, workers, options.retry_failed, options.live))
+        results = outcome.results
+    return _report(grid, results, out, time.perf_counter() - began)
+
+
+def _report(grid: Grid, results: list[dict], out: Path, seconds: float) -> int:
+    from speechpeft.leaderboard.report import print_table
+    from speechpeft.leaderboard.report_html import write_report
+    from speechpeft.leaderboard.results import rows, write_csv
+
+    csv_path = write_csv(results, out / "results.csv")
+    table = rows(results)
+    meta = {"created": datetime.now(UTC).isoformat(timespec="seconds"), "preset": grid.name,
+            "machine": _machine(), "git_commit": _commit(results), "wall_seconds": round(seconds, 1),
+            "command": "speechpeft " + shlex.join(sys.argv[1:])}  # fmt: skip
+    paths = write_report(table, meta, out)
+    print_table(table)
+    failed = [r for r in results if r["status"] != "ok"]
+    print(f"\nreport: {paths['html']} (and {paths['markdown']}); every cell: {csv_path}", flush=True)
+    if failed:
+        print(f"{len(failed)} of {len(results)} cells failed: " + ", ".join(r["id"] for r in failed)
+              + "; their errors are in the report; rerun the same command to retry them", file=sys.stderr)  # fmt: skip
+    return 1 if failed else 0
+
+
+def _machine() -> str:
+    from speechpeft.leaderboard.cell_info import hardware
+
+    machine = hardware()
+    gpu = f", {machine['gpu']}" if machine["gpu"] else ""
+    return f"{machine['cpu']}, {machine['cores']} cores{gpu}"
+
+
+def _commit(results: list[dict]) -> str | None:
+    commits = {r.get("run", {}).get("git_commit") for r in results} - {None}
+    return ", ".join(sorted(commits)) or None
+
+
+def _write_grid(grid: Grid, out: Path) -> None:
+    cells = [{"id": c.id, **{k: str(v) if isinstance(v, Path) else v for k, v in asdict(c).items()}}
+             for c in grid.cells()]  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "grid.json").write_text(json.dumps({"preset": grid.name, "cells": cells}, indent=1) + "\n")
+
+
+def _print_cells(grid: Grid, out: Path, retry_failed: bool) -> int:
+    from speechpeft.leaderboard.runner import pending
+
+    todo, done = pending(grid.cells(), out, retry_failed)
+    waiting = {c.id for c in todo}
+    for cell in grid.cells():
+        state = "to run" if cell.id in waiting else "done"
+        print(f"{state:7} {cell.id}  {json.dumps(cell.settings)}")
+    print(f"{len(todo)} to run, {len(done)} done, under {out}")
+    return 0

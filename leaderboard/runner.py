@@ -1,0 +1,129 @@
+"""Run a grid: build its corpora, run every unfinished cell in worker processes, then write the report.
+
+Resumable: a cell whose `result.json` says "ok" is skipped, so a killed run loses at most the cells that
+were running; failed cells are run again unless `retry_failed` is off. Each cell runs in a worker process
+(`spawn`), so a crash that kills the process (out of memory, a segfault in native code) fails that cell
+only: the pool is rebuilt and the grid goes on. Torch threads are the machine's cores shared among workers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+from speechpeft.leaderboard.cell import describe, result_path, run_cell, write_json
+from speechpeft.leaderboard.grid import Cell, Grid
+from speechpeft.leaderboard.progress import Board
+
+
+@dataclass
+class RunOptions:
+    out: Path
+    workers: int = 1
+    retry_failed: bool = True
+    live: bool | None = None  # None: a live table on a terminal, one line per event otherwise
+
+
+@dataclass
+class Outcome:
+    results: list[dict] = field(default_factory=list)
+    ran: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+
+
+def build_corpora(grid: Grid, quiet: bool = False) -> None:
+    """Synthesise each corpus the grid's tasks use, unless it is there (`speechpeft data synth` resumes)."""
+    used = {spec["corpus"] for spec in grid.tasks.values()}
+    for name in used:
+        corpus = grid.corpora[name]
+        path = corpus.path(grid.data_dir)
+        if (path / "dataset_dict.json").exists():
+            continue
+        print(f"building corpus {name} in {path}: speechpeft data synth {corpus.synth}", flush=True)
+        command = [sys.executable, "-m", "speechpeft.cli", "data", "synth", *corpus.argv(), "--out", str(path)]
+        subprocess.run([*command, *(["--quiet"] if quiet else [])], check=True)
+
+
+def pending(cells: list[Cell], out: Path, retry_failed: bool) -> tuple[list[Cell], list[dict]]:
+    """(cells to run, results already there): "ok" results are kept; failed ones too unless retried."""
+    todo, done = [], []
+    for cell in cells:
+        result = read_result(result_path(out, cell))
+        if result and (result["status"] == "ok" or not retry_failed):
+            done.append(result)
+        else:
+            todo.append(cell)
+    return todo, done
+
+
+def read_result(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def run_grid(grid: Grid, options: RunOptions) -> Outcome:
+    """Run the grid's unfinished cells, `options.workers` at a time, with a progress board; results in order."""
+    cells = grid.cells()
+    todo, done = pending(cells, options.out, options.retry_failed)
+    began = time.perf_counter()
+    board = Board(cells, done, options.workers, options.live)
+    with board:
+        fresh = _run_all(todo, options, board) if todo else []
+    by_id = {r["id"]: r for r in [*done, *fresh]}
+    seconds = time.perf_counter() - began
+    return Outcome([by_id[c.id] for c in cells if c.id in by_id], len(fresh), len(done), seconds)
+
+
+def _run_all(todo: list[Cell], options: RunOptions, board: Board) -> list[dict]:
+    threads = max(1, (os.cpu_count() or 1) // options.workers)
+    queue, results = list(todo), []
+    while queue:
+        with ProcessPoolExecutor(options.workers, mp_context=get_context("spawn")) as pool:
+            running: dict[Future, Cell] = {}
+            try:
+                while queue or running:
+                    while queue and len(running) < options.workers:
+                        cell = queue[0]
+                        _clear(options.out, cell)
+                        running[pool.submit(run_cell, cell, options.out, threads)] = queue.pop(0)
+                        board.started(cell)
+                    finished, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+                    board.refresh()
+                    for future in finished:
+                        results.append(_collect(future, running.pop(future), options.out, board))
+            except BrokenProcessPool:  # a worker died: fail the cells it held, start a fresh pool
+                for future, cell in running.items():
+                    results.append(_collect(future, cell, options.out, board))
+    return results
+
+
+def _collect(future: Future, cell: Cell, out: Path, board: Board) -> dict:
+    try:
+        result = future.result()
+    except BaseException as error:  # the worker process died: nothing of the cell was recorded
+        message = f"worker process died while running the cell ({type(error).__name__}: {error})"
+        result = {"schema": 1, **describe(cell), "status": "failed", "error": {"type": "WorkerDied",
+                  "message": message, "traceback": ""}}  # fmt: skip
+        write_json(result_path(out, cell), result)
+    board.finished(cell, result)
+    return result
+
+
+def _clear(out: Path, cell: Cell) -> None:
+    """Remove what an unfinished attempt left (a partial adapter, an old failure) before running again."""
+    import shutil
+
+    directory = out / "cells" / cell.id
+    if directory.exists():
+        shutil.rmtree(directory)

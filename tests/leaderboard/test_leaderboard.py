@@ -1,0 +1,77 @@
+"""`speechpeft leaderboard` end to end: the quick preset, resuming, a failing cell, parallel workers."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from speechpeft.cli import main
+from speechpeft.leaderboard.grid import load_grid, preset_path
+
+pytestmark = pytest.mark.slow
+
+
+def _results(out: Path) -> dict[str, dict]:
+    return {r["id"]: r for r in (json.loads(p.read_text()) for p in out.glob("cells/**/result.json"))}
+
+
+def test_quick_preset_runs_every_cell_writes_the_report_and_resumes(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the preset's corpora go to ./data/leaderboard
+    assert main(["leaderboard", "--quick", "--out", "out", "--no-live"]) == 0
+    results, cells = _results(tmp_path / "out"), load_grid(preset_path("quick")).cells()
+    assert sorted(results) == sorted(c.id for c in cells) and all(r["status"] == "ok" for r in results.values())
+    asr = results["asr/speechpeft--tiny-whisper/lora/seed-0"]
+    wer = asr["evaluation"]["metrics"]["wer"]
+    assert wer["low"] <= wer["value"] <= wer["high"] and asr["evaluation"]["groups"]  # per voice
+    assert asr["training"]["trainable_parameters"] > 0 and asr["training"]["adapter_bytes"] > 0
+    assert asr["run"]["backbone_fingerprint"].startswith("sha256:") and asr["run"]["git_commit"]
+    assert asr["evaluation"]["latency"]["rtfx"] > 0 and asr["training"]["peak_memory_bytes"] > 0
+    tts = results["tts/speechpeft--tiny-speecht5/houlsby/seed-0"]
+    assert {"ovrl_mos", "mcd", "cer"} <= set(tts["evaluation"]["metrics"]) and tts["run"]["listener_fingerprint"]
+    with (tmp_path / "out" / "results.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == len(cells)
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert all("houlsby" in report and task in report for task in ("asr", "intent", "tts"))
+    assert (tmp_path / "out" / "report.html").stat().st_size > 10_000
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("cells/**/result.json")}
+    capsys.readouterr()
+    assert main(["leaderboard", "--quick", "--out", "out", "--no-live"]) == 0  # resumes: nothing to run
+    assert f"{len(cells)}/{len(cells)} done ({len(cells)} from an earlier run)" in capsys.readouterr().err
+    assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("cells/**/result.json")}
+
+
+def _config(tmp_path: Path, backbone: Path) -> Path:
+    path = tmp_path / "grid.toml"
+    path.write_text(f"""
+data_dir = "{tmp_path / "data"}"
+latency_utterances = 1
+[corpora.small]
+synth = "--utterances 36 --voices adapt --kinds command=1 --splits adapt=0.7 test=0.3 --seed 2"
+[tasks.intent]
+corpus = "small"
+backbones = ["{backbone}"]
+train = {{ split = "adapt", steps = 2, batch_size = 4, eval_every = 2 }}
+[methods.frozen]
+[methods.prefix]
+""")
+    return path
+
+
+def test_a_failing_cell_is_recorded_the_grid_goes_on_and_finished_cells_are_kept(tmp_path, tiny_backbone_dirs, capsys):
+    config, out = _config(tmp_path, tiny_backbone_dirs["wavlm"]), tmp_path / "out"
+    assert main(["leaderboard", "--config", str(config), "--out", str(out), "--methods", "frozen"]) == 0
+    frozen = next(out.glob("cells/intent/*/frozen/seed-0/result.json"))
+    stamp = frozen.stat().st_mtime_ns
+    # prefix tuning cannot enter WavLM's attention (adapters.catalog.UNSUPPORTED): that cell fails, with its reason
+    assert main(["leaderboard", "--config", str(config), "--out", str(out), "--workers", "2", "--no-live"]) == 1
+    results = {r["variant"]: r for r in _results(out).values()}
+    assert results["frozen"]["status"] == "ok" and frozen.stat().st_mtime_ns == stamp  # kept, not run again
+    assert results["prefix"]["status"] == "failed" and "prefix" in results["prefix"]["error"]["message"]
+    assert "Traceback" in results["prefix"]["error"]["traceback"]
+    assert "1 of 2 cells failed" in capsys.readouterr().err
+    assert "failed" in (out / "report.md").read_text()
+    assert main(["leaderboard", "--config", str(config), "--out", str(out), "--no-retry-failed", "--no-live"]) == 1
+    assert results["prefix"]["run"]["finished"] == _results(out)[results["prefix"]["id"]]["run"]["finished"]
