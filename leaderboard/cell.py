@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from speechpeft.errors import InputError
 from speechpeft.leaderboard.cell_info import PeakMemory, adapter_bytes, run_info
 from speechpeft.leaderboard.grid import Cell
 from speechpeft.leaderboard.headline import HEADLINES
@@ -116,6 +117,9 @@ def _evaluate(cell: Cell, adapter: Path, directory: Path) -> tuple[dict, dict]:
 
     task, model, _ = load_trained(adapter)
     rows, read, left_out = _test_rows(cell, task)
+    if not len(rows):
+        raise InputError(f"split {cell.test_split!r} of {cell.corpus} has no rows usable for task {cell.task!r} "
+                         f"({read} read, left out: {left_out}): make the corpus bigger")  # fmt: skip
     began = time.perf_counter()
     metrics, items = evaluate_task(task, model, rows, batch_size=cell.settings.get("batch_size", 8))
     seconds = time.perf_counter() - began
@@ -141,7 +145,9 @@ def _test_rows(cell: Cell, task):
     if cell.group_by not in split.column_names:
         rows, left_out = data.task_rows(split, task.roles)
     else:  # `speaker` reads the corpus's `voice` column (tasks.data.ROLE_COLUMNS)
-        split = split.rename_column(cell.group_by, "voice") if cell.group_by != "voice" else split
+        if cell.group_by != "voice":  # `voice` is the column the speaker role reads: make it the grouping column
+            split = split.remove_columns([c for c in ("voice",) if c in split.column_names])
+            split = split.rename_column(cell.group_by, "voice")
         roles = task.roles if "speaker" in task.roles else (*task.roles, "speaker")
         rows, left_out = data.task_rows(split, roles)
     rows, left_out = data.usable_rows(task, rows, left_out, cell.test_split)
@@ -165,16 +171,17 @@ def latency(task, model: torch.nn.Module, rows, count: int) -> dict:
             began = time.perf_counter()
             predictions = task.predict(model, batch)
             took.append(time.perf_counter() - began)
-            audio += _audio_seconds(task, predictions)
+            audio += _audio_seconds(task, batch, predictions)
     return {"utterances": count, "batch_size": 1, "median_seconds": round(statistics.median(took), 4),
             "rtfx": round(audio / sum(took), 2) if sum(took) else None}  # fmt: skip
 
 
-def _audio_seconds(task, predictions) -> float:
-    if task.kind == "tts":  # the speech it made: waveforms at the extractor's rate
-        rate = task.extractor.sampling_rate
+def _audio_seconds(task, batch: dict, predictions) -> float:
+    """Seconds of audio one prediction covered: the speech TTS made, else the clip heard."""
+    rate = task.extractor.sampling_rate
+    if task.kind == "tts":
         return sum(len(waveform) / rate for waveform in predictions.outputs)
-    return predictions.audio_seconds
+    return sum(len(clip) / rate for clip in batch["audio"])
 
 
 def _write_items(path: Path, items: list[dict]) -> None:

@@ -57,21 +57,20 @@ def grid_of(options: LeaderboardOptions) -> Grid:
 def run_leaderboard(options: LeaderboardOptions) -> int:
     """Build the corpora, run the unfinished cells, write the results and the report; 0 when every cell finished,
     1 when some failed (their errors are in the report and in their `result.json`)."""
-    from speechpeft.leaderboard.runner import RunOptions, build_corpora, pending, run_grid
+    from speechpeft.leaderboard.runner import RunOptions, all_results, build_corpora, pending, run_grid
 
     grid, out, began = grid_of(options), options.out_dir, time.perf_counter()
     if options.dry_run:
         return _print_cells(grid, out, options.retry_failed)
-    if options.report_only:
-        results = [r for r in pending(grid.cells(), out, retry_failed=False)[1]]
-        if not results:
-            raise InputError(f"no finished cells under {out}: run without --report-only first")
-    else:
+    results = pending(grid.cells(), out, retry_failed=False)[1]  # --report-only: what is there, in grid order
+    if not options.report_only:
         build_corpora(grid, quiet=options.live is False or not sys.stderr.isatty())
         _write_grid(grid, out)
         workers = options.workers or grid.workers
-        outcome = run_grid(grid, RunOptions(out, workers, options.retry_failed, options.live))
-        results = outcome.results
+        results = run_grid(grid, RunOptions(out, workers, options.retry_failed, options.live))
+    results = all_results(out, results)
+    if not results:
+        raise InputError(f"no finished cells under {out}: run without --report-only first")
     return _report(grid, results, out, time.perf_counter() - began)
 
 
@@ -83,6 +82,7 @@ def _report(grid: Grid, results: list[dict], out: Path, seconds: float) -> int:
     csv_path = write_csv(results, out / "results.csv")
     table = rows(results)
     meta = {"created": datetime.now(UTC).isoformat(timespec="seconds"), "preset": grid.name,
+            "description": grid.description,
             "machine": _machine(), "git_commit": _commit(results), "wall_seconds": round(seconds, 1),
             "command": "speechpeft " + shlex.join(sys.argv[1:])}  # fmt: skip
     paths = write_report(table, meta, out)

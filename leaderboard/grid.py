@@ -128,7 +128,25 @@ def load_grid(path: Path) -> Grid:
     return _grid(raw, path)
 
 
+TOP_KEYS = {"name", "description", "seeds", "data_dir", "latency_utterances", "workers", "score_test", "corpora",
+            "tasks", "methods"}  # fmt: skip
+TASK_KEYS = {"corpus", "backbones", "train", "methods", "test_split", "group_by"}
+
+
+def _unknown(keys, known: set[str], where: str) -> None:
+    extra = sorted(set(keys) - known)
+    if extra:
+        raise InputError(f"{where}: unknown key {', '.join(extra)}; known keys: {', '.join(sorted(known))}")
+
+
 def _grid(raw: dict, path: Path) -> Grid:
+    _unknown(raw, TOP_KEYS, str(path))
+    for task, spec in raw.get("tasks", {}).items():
+        _unknown(spec, TASK_KEYS, f"{path}: [tasks.{task}]")
+    for name, spec in raw.get("corpora", {}).items():
+        _unknown(spec, {"synth"}, f"{path}: [corpora.{name}]")
+        if "synth" not in spec:
+            raise InputError(f'{path}: [corpora.{name}] needs synth = "<speechpeft data synth flags>"')
     corpora = {name: Corpus(name, spec["synth"]) for name, spec in raw.get("corpora", {}).items()}
     methods = {variant: dict(settings) for variant, settings in raw.get("methods", {}).items()}
     tasks = {task: dict(spec) for task, spec in raw.get("tasks", {}).items()}

@@ -32,7 +32,8 @@ class Board:
         self.start = time.perf_counter()
         self.console = Console(file=sys.stderr)
         live = self.console.is_terminal if live is None else live
-        self.live = Live(console=self.console, refresh_per_second=1, get_renderable=self.render) if live else None
+        # redrawn by `refresh` from the thread that changes the state (no auto-refresh thread reading it meanwhile)
+        self.live = Live(console=self.console, auto_refresh=False, get_renderable=self.render) if live else None
 
     def __enter__(self) -> Board:
         if self.live:
@@ -106,9 +107,12 @@ def _note(result: dict) -> str:
     if result["status"] != "ok":
         error = result.get("error") or {}
         return f"{error.get('type', 'error')}: {error.get('message', '')}"[:120]
-    metrics = result.get("evaluation", {}).get("metrics", {})
+    metrics = {k: v["value"] for k, v in result.get("evaluation", {}).get("metrics", {}).items()}
+    where = "test"
+    if not metrics:  # a tuning cell: its validation scores
+        metrics, where = result.get("training", {}).get("validation") or {}, "validation"
     name = next(iter(metrics), None)
-    return f"{name} {metrics[name]['value']:.4f}" if name else ""
+    return f"{where} {name} {metrics[name]:.4f}" if name else ""
 
 
 def _clock(seconds: float | None) -> str:

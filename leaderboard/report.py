@@ -294,7 +294,7 @@ def meta_line(meta: Mapping) -> str:
     preset = f" (preset `{meta['preset']}`)" if meta.get("preset") else ""
     wall = format_duration(meta.get("wall_seconds"))
     return (f"Created {meta.get('created', '?')}{preset} on {meta.get('machine', '?')}, "
-            f"commit `{meta.get('git_commit', '?')}`, wall time {wall}.")  # fmt: skip
+            f"commit `{meta.get('git_commit', '?')}`, this command's wall time {wall}.")  # fmt: skip
 
 
 LEGEND = (
@@ -313,6 +313,8 @@ def markdown(rows: list[dict], meta: dict, plots: Mapping[tuple[str, str], Mappi
     `plots` maps (task, backbone) to {plot label: relative path of its PNG}; each is linked under its table.
     """
     parts = ["# speechpeft leaderboard", meta_line(meta)]
+    if meta.get("description"):
+        parts.append(str(meta["description"]))
     if meta.get("command"):
         parts.append(f"Command: `{meta['command']}`")
     parts.append("\n".join(f"- {item}" for item in LEGEND))

@@ -118,4 +118,5 @@ def _flat(result: dict) -> dict:
             "validation_value": (training.get("validation") or {}).get(headline)}  # fmt: skip
     for name, score in metrics.items():
         flat.update({name: score["value"], f"{name}_low": score["low"], f"{name}_high": score["high"]})
-    return flat
+    counts = {k: v for k, v in evaluation.get("task_metrics", {}).items() if isinstance(v, int)}
+    return {**flat, **counts}  # e.g. capped_utterances (TTS), full_window_utterances (short-window ASR)

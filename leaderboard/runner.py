@@ -1,9 +1,12 @@
 """Run a grid: build its corpora, run every unfinished cell in worker processes, then write the report.
 
-Resumable: a cell whose `result.json` says "ok" is skipped, so a killed run loses at most the cells that
-were running; failed cells are run again unless `retry_failed` is off. Each cell runs in a worker process
-(`spawn`), so a crash that kills the process (out of memory, a segfault in native code) fails that cell
-only: the pool is rebuilt and the grid goes on. Torch threads are the machine's cores shared among workers.
+Resumable: a cell whose `result.json` says "ok", for the same settings and corpus, is skipped, so a killed
+run loses at most the cells that were running; failed cells are run again unless `retry_failed` is off, and a
+result for other settings (an edited preset) is run again. Each cell runs in a fresh worker process (`spawn`,
+one cell per process: no state or memory carries from one cell to the next, so peak memory is the cell's own).
+A crash that kills a process (out of memory, a segfault in native code) breaks the pool: every cell running
+at that moment is recorded as failed ("WorkerDied", retried on the next run), a new pool starts, and the grid
+goes on. Torch threads are the machine's cores shared among the workers.
 """
 
 from __future__ import annotations
@@ -12,14 +15,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from speechpeft.leaderboard.cell import describe, result_path, run_cell, write_json
+from speechpeft.leaderboard.cell import RESULT, SCHEMA, describe, result_path, run_cell, write_json
 from speechpeft.leaderboard.grid import Cell, Grid
 from speechpeft.leaderboard.progress import Board
 
@@ -30,14 +32,6 @@ class RunOptions:
     workers: int = 1
     retry_failed: bool = True
     live: bool | None = None  # None: a live table on a terminal, one line per event otherwise
-
-
-@dataclass
-class Outcome:
-    results: list[dict] = field(default_factory=list)
-    ran: int = 0
-    skipped: int = 0
-    seconds: float = 0.0
 
 
 def build_corpora(grid: Grid, quiet: bool = False) -> None:
@@ -58,7 +52,10 @@ def pending(cells: list[Cell], out: Path, retry_failed: bool) -> tuple[list[Cell
     todo, done = [], []
     for cell in cells:
         result = read_result(result_path(out, cell))
-        if result and (result["status"] == "ok" or not retry_failed):
+        same = (
+            result is not None and result.get("settings") == cell.settings and result.get("corpus") == str(cell.corpus)
+        )
+        if same and (result["status"] == "ok" or not retry_failed):
             done.append(result)
         else:
             todo.append(cell)
@@ -72,24 +69,29 @@ def read_result(path: Path) -> dict | None:
         return None
 
 
-def run_grid(grid: Grid, options: RunOptions) -> Outcome:
+def run_grid(grid: Grid, options: RunOptions) -> list[dict]:
     """Run the grid's unfinished cells, `options.workers` at a time, with a progress board; results in order."""
     cells = grid.cells()
     todo, done = pending(cells, options.out, options.retry_failed)
-    began = time.perf_counter()
-    board = Board(cells, done, options.workers, options.live)
-    with board:
+    with Board(cells, done, options.workers, options.live) as board:
         fresh = _run_all(todo, options, board) if todo else []
     by_id = {r["id"]: r for r in [*done, *fresh]}
-    seconds = time.perf_counter() - began
-    return Outcome([by_id[c.id] for c in cells if c.id in by_id], len(fresh), len(done), seconds)
+    return [by_id[c.id] for c in cells if c.id in by_id]
+
+
+def all_results(out: Path, first: list[dict]) -> list[dict]:
+    """Every cell result under `out`: `first` (this grid's, in order), then those of earlier runs with other flags
+    (`--tasks`, `--seeds`), so a narrowed rerun does not drop the rest from the report."""
+    seen = {r["id"] for r in first}
+    others = [read_result(p) for p in sorted(out.glob(f"cells/**/{RESULT}"))]
+    return [*first, *(r for r in others if r is not None and r["id"] not in seen)]
 
 
 def _run_all(todo: list[Cell], options: RunOptions, board: Board) -> list[dict]:
     threads = max(1, (os.cpu_count() or 1) // options.workers)
     queue, results = list(todo), []
     while queue:
-        with ProcessPoolExecutor(options.workers, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(options.workers, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
             running: dict[Future, Cell] = {}
             try:
                 while queue or running:
@@ -113,7 +115,7 @@ def _collect(future: Future, cell: Cell, out: Path, board: Board) -> dict:
         result = future.result()
     except BaseException as error:  # the worker process died: nothing of the cell was recorded
         message = f"worker process died while running the cell ({type(error).__name__}: {error})"
-        result = {"schema": 1, **describe(cell), "status": "failed", "error": {"type": "WorkerDied",
+        result = {"schema": SCHEMA, **describe(cell), "status": "failed", "error": {"type": "WorkerDied",
                   "message": message, "traceback": ""}}  # fmt: skip
         write_json(result_path(out, cell), result)
     board.finished(cell, result)

@@ -108,3 +108,10 @@ def test_rows_pool_seeds_and_mark_partial_and_failed_rows():
     assert lora["seeds"] == 2 and lora["status"] == "ok"
     assert full["status"] == "failed" and full["value"] is None and full["error"] == "boom"
     assert prefix["status"] == "partial" and prefix["seeds"] == 1 and prefix["spread"] is None
+
+
+def test_a_misspelt_key_anywhere_is_refused(tmp_path):
+    with pytest.raises(InputError, match=r"\[tasks.asr\]: unknown key test-split"):
+        load_grid(_write(tmp_path, BASE.replace('corpus = "c"\n', 'corpus = "c"\ntest-split = "x"\n')))
+    with pytest.raises(InputError, match="unknown key sedes"):
+        load_grid(_write(tmp_path, "sedes = [1]\n" + BASE))
