@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -60,6 +61,7 @@ def run_leaderboard(options: LeaderboardOptions) -> int:
     from speechpeft.leaderboard.runner import RunOptions, all_results, build_corpora, pending, run_grid
 
     grid, out, began = grid_of(options), options.out_dir, time.perf_counter()
+    signal.signal(signal.SIGTERM, _interrupt)  # `timeout`, a CI cancel: stop the workers as Ctrl-C does
     if options.dry_run:
         return _print_cells(grid, out, options.retry_failed)
     results = pending(grid.cells(), out, retry_failed=False)[1]  # --report-only: what is there, in grid order
@@ -72,6 +74,10 @@ def run_leaderboard(options: LeaderboardOptions) -> int:
     if not results:
         raise InputError(f"no finished cells under {out}: run without --report-only first")
     return _report(grid, results, out, time.perf_counter() - began)
+
+
+def _interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _report(grid: Grid, results: list[dict], out: Path, seconds: float) -> int:

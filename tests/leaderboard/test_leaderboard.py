@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from speechpeft.cli import main
@@ -75,3 +80,24 @@ def test_a_failing_cell_is_recorded_the_grid_goes_on_and_finished_cells_are_kept
     assert "failed" in (out / "report.md").read_text()
     assert main(["leaderboard", "--config", str(config), "--out", str(out), "--no-retry-failed", "--no-live"]) == 1
     assert results["prefix"]["run"]["finished"] == _results(out)[results["prefix"]["id"]]["run"]["finished"]
+
+
+def test_a_killed_run_stops_its_workers_and_resumes_keeping_finished_cells(tmp_path, tiny_backbone_dirs):
+    config, out = _config(tmp_path, tiny_backbone_dirs["wavlm"]), tmp_path / "out"
+    config.write_text(config.read_text().replace("[methods.prefix]", "[methods.lora]\nlr = 1e-3\n[methods.full]"))
+    command = [sys.executable, "-m", "speechpeft.cli", "leaderboard", "--config", str(config), "--out", str(out),
+               "--workers", "1", "--no-live"]  # fmt: skip
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = out / "cells" / "intent"
+    deadline = time.monotonic() + 120
+    while not list(first.glob("*/frozen/seed-0/result.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    workers = psutil.Process(run.pid).children(recursive=True)
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=60) == 130  # "interrupted; finished work is kept"
+    psutil.wait_procs(workers, timeout=10)
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    finished = {p: p.stat().st_mtime_ns for p in first.glob("*/*/seed-0/result.json")}
+    assert finished and subprocess.run(command, capture_output=True).returncode == 0
+    assert all(p.stat().st_mtime_ns == stamp for p, stamp in finished.items())  # kept, not run again
+    assert {r["variant"] for r in _results(out).values() if r["status"] == "ok"} == {"frozen", "lora", "full"}
