@@ -13,7 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from speechpeft.leaderboard.headline import Direction
+from speechpeft.leaderboard.headline import HEADLINES, Direction
 from speechpeft.leaderboard.report import METRIC_NAMES, PERCENT_METRICS, headline_for, is_failed
 
 DPI = 110
@@ -103,7 +103,8 @@ def cost_plot(rows: Sequence[dict], key: str, cost_label: str) -> bytes:
     A cost of 0 (the frozen backbone) is drawn at a floor below the smallest cost and labelled with its 0.
     """
     rows = plottable(rows, key)
-    figure, axes = new_figure(f"{rows[0]['task']}: headline vs {cost_label}" if rows else cost_label)
+    name = HEADLINES[rows[0]["task"]].label if rows and rows[0]["task"] in HEADLINES else "headline"
+    figure, axes = new_figure(f"{rows[0]['task']}: {name} vs {cost_label}" if rows else cost_label)
     if not rows:
         return empty(figure, axes)
     ylabel, scale, direction = headline_axis(rows)

@@ -42,10 +42,13 @@ def _row(cells: list[dict]) -> dict:
 
 def _validation_only(cell: dict) -> dict:
     """A tuning cell (no test split scored) shown by its validation scores, without intervals."""
-    scores = {k: {"value": v, "low": None, "high": None} for k, v in (cell["training"]["validation"] or {}).items()
-              if isinstance(v, float)}  # fmt: skip
+    headline = HEADLINES[cell["task"]]
+    validation = cell["training"]["validation"] or {}
+    scores = {k: {"value": validation[k], "low": None, "high": None} for k in (headline.metric, *headline.others)
+              if k in validation}  # fmt: skip
     latency = {"rtfx": None, "median_seconds": None}
-    evaluation = {"metrics": scores, "groups": {}, "latency": latency, "utterances": None, "split": "validation"}
+    evaluation = {"metrics": scores, "groups": {}, "latency": latency, "split": "validation",
+                  "utterances": cell["training"]["validation_utterances"]}  # fmt: skip
     return {**cell, "evaluation": evaluation}
 
 
