@@ -25,6 +25,7 @@ from speechpeft.errors import InputError
 from speechpeft.leaderboard.cell_info import PeakMemory, adapter_bytes, run_info
 from speechpeft.leaderboard.grid import Cell
 from speechpeft.leaderboard.headline import HEADLINES
+from speechpeft.leaderboard.normalize import NORMALIZER
 from speechpeft.leaderboard.stats import group_scores, scores
 
 RESULT = "result.json"
@@ -133,7 +134,8 @@ def _evaluate(cell: Cell, adapter: Path, directory: Path) -> tuple[dict, dict]:
                   "metrics": scores(cell.task, items, interval_metrics, seed=cell.seed),
                   "task_metrics": metrics, "groups": group_scores(cell.task, items, headline.metric, cell.seed),
                   "latency": latency(task, model, rows, cell.latency_utterances)}  # fmt: skip
-    return evaluation, {**getattr(task, "provenance", dict)(), "window_seconds": task.backbone.window_seconds}
+    provenance = {"normalizer": NORMALIZER if task.kind == "asr" else None, **getattr(task, "provenance", dict)()}
+    return evaluation, {**provenance, "window_seconds": task.backbone.window_seconds}
 
 
 def _test_rows(cell: Cell, task):
