@@ -72,12 +72,13 @@ def load_trained(
     from speechpeft.backbones import load_frozen
     from speechpeft.backbones.fingerprint import local_weights_dir, weights_fingerprint
     from speechpeft.tasks.catalog import TASKS
+    from speechpeft.train_options import backbone_kind
 
     record = read_record(directory)
     entry = TASKS.get(record["task"])
     window = window_seconds or record.get("options", {}).get("window_seconds")
-    decoder = entry.kind == "classify" and record.get("options", {}).get("classifier") == "decoder"
-    kind, labels = ("asr", None) if decoder else (entry.kind, record["labels"])
+    kind = backbone_kind(entry.kind, record.get("options", {}).get("classifier"))
+    labels = record["labels"] if kind == "classify" else None  # a decoder classifier has no head to size
     backbone = load_frozen(record["backbone"], kind, precision or record["precision"], device=device, labels=labels,
                            window_seconds=window)  # fmt: skip
     weights = local_weights_dir(backbone.source)

@@ -92,8 +92,8 @@ class TrainOptions:
             raise InputError("--precision must be fp32, bf16, int8 or auto")
 
     def backbone_kind(self, task_kind: str) -> str:
-        """The backbone kind to load for a task of `task_kind`: a decoder classifier loads the ASR model."""
-        return "asr" if task_kind == "classify" and self.classifier == "decoder" else task_kind
+        """The backbone kind to load for a task of `task_kind` (see `backbone_kind`)."""
+        return backbone_kind(task_kind, self.classifier)
 
     def adapter_options(self) -> AdapterOptions:
         """The knobs the adapter method reads (it validates them)."""
@@ -103,6 +103,11 @@ class TrainOptions:
             rank=self.rank, steps=self.steps, prefix_length=self.prefix_length, prefix_encoder=self.prefix_encoder,
             bottleneck_style=self.bottleneck_style, reduction_factor=self.reduction_factor,
         )  # fmt: skip
+
+
+def backbone_kind(task_kind: str, classifier: str | None) -> str:
+    """The backbone kind to load for a task of `task_kind`: a decoder classifier loads the ASR model."""
+    return "asr" if task_kind == "classify" and classifier == "decoder" else task_kind
 
 
 def _check_destination(out: Path, validating_on_training_rows: bool) -> None:
