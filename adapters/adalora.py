@@ -15,7 +15,7 @@ import peft
 import torch
 
 from speechpeft.adapters.base import AdapterMethod, AdapterOptions, register_method
-from speechpeft.adapters.lora import heads, load_peft, save_peft, wrap
+from speechpeft.adapters.lora import heads, load_peft, save_peft, targets, wrap
 from speechpeft.backbones import FrozenBackbone
 from speechpeft.errors import InputError
 
@@ -42,7 +42,7 @@ def attach_adalora(backbone: FrozenBackbone, options: AdapterOptions) -> AdaLora
         init_r=max(options.rank + 1, options.rank * 3 // 2), target_r=options.rank, lora_alpha=options.alpha,
         lora_dropout=options.dropout, tinit=warmup, tfinal=final, deltaT=max(1, options.steps // 50),
         total_step=max(options.steps, warmup + final + 1),
-        target_modules=list(backbone.spec.target_modules["adalora"]), modules_to_save=heads(backbone),
+        target_modules=targets(backbone, options, "adalora"), modules_to_save=heads(backbone),
     )  # fmt: skip
     if config.total_step - config.tfinal > options.steps:
         raise InputError(f"AdaLoRA needs --steps {config.total_step - config.tfinal} or more to reach its rank "

@@ -36,6 +36,7 @@ class AdapterOptions:
     prefix_encoder: bool = False  # prefix tuning: the encoder's self-attention too, not only the decoder's
     bottleneck_style: str = "pfeiffer"  # bottleneck: pfeiffer (after FFN) or houlsby (after attention and FFN)
     reduction_factor: int = 16  # bottleneck: d_model / bottleneck width
+    target_modules: tuple[str, ...] | None = None  # LoRA/AdaLoRA: module name suffixes; None: the backbone's spec
 
     def __post_init__(self) -> None:
         if self.rank < 1 or self.alpha <= 0 or not 0 <= self.dropout < 1 or self.steps < 1:

@@ -20,6 +20,11 @@ def heads(backbone: FrozenBackbone) -> list[str] | None:
     return list(backbone.spec.task(backbone.task).head_modules) or None
 
 
+def targets(backbone: FrozenBackbone, options: AdapterOptions, method: str) -> list[str]:
+    """`options.target_modules`, else the spec's targets for `method` (attention q/v for most families)."""
+    return list(options.target_modules or backbone.spec.target_modules[method])
+
+
 def wrap(
     backbone: FrozenBackbone, config: peft.PeftConfig, model_class: type[peft.PeftModel] | None = None
 ) -> peft.PeftModel:
@@ -38,7 +43,7 @@ def attach_lora(backbone: FrozenBackbone, options: AdapterOptions) -> peft.PeftM
     """Wrap the frozen backbone with a trainable LoRA adapter named "default"."""
     config = peft.LoraConfig(
         r=options.rank, lora_alpha=options.alpha, lora_dropout=options.dropout,
-        target_modules=list(backbone.spec.target_modules["lora"]), modules_to_save=heads(backbone),
+        target_modules=targets(backbone, options, "lora"), modules_to_save=heads(backbone),
     )  # fmt: skip
     return wrap(backbone, config)
 

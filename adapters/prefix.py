@@ -28,13 +28,16 @@ import torch
 from transformers import AttentionInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from speechpeft.adapters import routing
 from speechpeft.adapters.base import AdapterOptions, own_files_method, register_method
 from speechpeft.backbones import FrozenBackbone
 from speechpeft.errors import InputError
 
 INTERFACE_NAME = "speechpeft_prefix"
 SLOT = "speechpeft_prefix"  # the ParameterDict on each prefixed attention module, keyed by adapter name
+BANK_PATH = "speechpeft_bank_path"  # on a module the bank routes: its path, where the route's adapters keep prefixes
 ADAPTER = "default"
+Prefix = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]  # keys, values, valid positions (see `_prefix_of`)
 
 
 @dataclass(frozen=True)
@@ -59,27 +62,73 @@ def plan(backbone: FrozenBackbone, encoder: bool) -> PrefixPlan:
     return PrefixPlan(names, route)
 
 
-def _prefix_of(module: torch.nn.Module, batch: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The active adapter's prefix keys and values, [batch, length, d_model] each; None when disabled."""
+def _prefix_of(module: torch.nn.Module, batch: int, dtype: torch.dtype) -> Prefix | None:
+    """The prefix keys and values for `batch` rows, [batch, length, d_model] each, and which positions each row
+    may attend ([batch, length] bool, None when all): the bank's per-sample ones while a route is active (rows of
+    a shorter or missing prefix are padded and masked), else the active trained adapter's. None when disabled."""
+    bank_path = getattr(module, BANK_PATH, None)
+    route = routing.active()
+    if bank_path is not None and route is not None:
+        return route.plan(bank_path, f"prefix {dtype}", batch, partial(_routed_prefix, bank_path, dtype))
     active = getattr(module, "speechpeft_active", None)
     if active is None:
         return None
     keys, values = getattr(module, SLOT)[active].to(dtype)
-    return keys.expand(batch, -1, -1), values.expand(batch, -1, -1)
+    return keys.expand(batch, -1, -1), values.expand(batch, -1, -1), None
 
 
-def _widen_mask(mask: torch.Tensor | None, length: int, query: int, keys: int, causal: bool, like: torch.Tensor):
-    """The attention mask over [prefix; keys]: every query sees the whole prefix."""
+def _routed_prefix(path: str, dtype: torch.dtype, route: routing.Route, repeats: int) -> Prefix | None:
+    """The route's prefixes at `path`: one shared prefix when uniform, else padded to the longest and masked."""
+    prefixes = [None if a is None else a.prefix.get(path) for a in route.adapters]
+    present = [p for p in prefixes if p is not None]
+    if not present:
+        return None
+    rows = len(prefixes) * repeats
+    if route.uniform():
+        keys, values = present[0].to(dtype)
+        return keys.expand(rows, -1, -1), values.expand(rows, -1, -1), None
+    longest, width = max(p.shape[1] for p in present), present[0].shape[2]
+    padded = present[0].new_zeros(len(prefixes), 2, longest, width, dtype=dtype)
+    valid = torch.zeros(len(prefixes), longest, dtype=torch.bool, device=padded.device)
+    for row, prefix in enumerate(prefixes):
+        if prefix is not None:
+            padded[row, :, : prefix.shape[1]], valid[row, : prefix.shape[1]] = prefix.to(dtype), True
+    padded, valid = padded.repeat_interleave(repeats, 0), valid.repeat_interleave(repeats, 0)
+    return padded[:, 0], padded[:, 1], valid
+
+
+def _widen_mask(
+    mask: torch.Tensor | None,
+    length: int,
+    query: int,
+    keys: int,
+    causal: bool,
+    like: torch.Tensor,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor | None:
+    """The attention mask over [prefix; keys]: every query sees the whole prefix, or the positions `valid`
+    ([batch, length] bool) allows its row."""
     if mask is None:
-        if not (causal and query > 1):
+        if not (causal and query > 1) and valid is None:
             return None
-        blocked = torch.ones(query, keys, dtype=torch.bool, device=like.device).triu(keys - query + 1)
+        blocked = torch.ones(query, keys, dtype=torch.bool, device=like.device)
+        blocked = blocked.triu(keys - query + 1) if causal and query > 1 else ~blocked
         mask = torch.zeros(query, keys, dtype=like.dtype, device=like.device).masked_fill(
             blocked, torch.finfo(like.dtype).min
         )[None, None]
-    pad = torch.ones if mask.dtype == torch.bool else torch.zeros
-    prefix = pad(*mask.shape[:-1], length, dtype=mask.dtype, device=mask.device)
-    return torch.cat([prefix, mask], dim=-1)
+    if valid is None:
+        pad = torch.ones if mask.dtype == torch.bool else torch.zeros
+        return torch.cat([pad(*mask.shape[:-1], length, dtype=mask.dtype, device=mask.device), mask], dim=-1)
+    rows, heads = valid.shape[0], mask.shape[1]
+    allowed = valid[:, None, None, :].expand(rows, heads, mask.shape[2], length)
+    prefix = (
+        allowed
+        if mask.dtype == torch.bool
+        else torch.zeros(allowed.shape, dtype=mask.dtype, device=mask.device).masked_fill(
+            ~allowed, torch.finfo(mask.dtype).min
+        )
+    )
+    return torch.cat([prefix, mask.expand(rows, heads, *mask.shape[2:])], dim=-1)
 
 
 def prefixed_attention(module, query, key, value, attention_mask, **kwargs):
@@ -87,10 +136,16 @@ def prefixed_attention(module, query, key, value, attention_mask, **kwargs):
     prefix = _prefix_of(module, query.shape[0], key.dtype)
     if prefix is not None:
         heads, head_dim = key.shape[1], key.shape[3]
-        keys, values = (p.view(p.shape[0], -1, heads, head_dim).transpose(1, 2) for p in prefix)
+        keys, values = (p.reshape(p.shape[0], -1, heads, head_dim).transpose(1, 2) for p in prefix[:2])
         length = keys.shape[2]
         attention_mask = _widen_mask(
-            attention_mask, length, query.shape[2], key.shape[2], getattr(module, "is_causal", False), query
+            attention_mask,
+            length,
+            query.shape[2],
+            key.shape[2],
+            getattr(module, "is_causal", False),
+            query,
+            prefix[2],
         )
         key, value = torch.cat([keys, key], dim=2), torch.cat([values, value], dim=2)
         kwargs["is_causal"] = False
@@ -116,12 +171,16 @@ def _cache_is_empty(module: torch.nn.Module, cache) -> bool:
 
 def _widen_inputs(module, args, kwargs):
     """Pre-hook (hooks route): decide whether this call prepends, and widen mask and position bias if so."""
-    module.speechpeft_prepend = getattr(module, "speechpeft_active", None) is not None and _cache_is_empty(
+    hidden = kwargs.get("hidden_states", args[0] if args else None)
+    prefix = _prefix_of(module, hidden.shape[0], hidden.dtype)
+    module.speechpeft_prepend = prefix is not None and _cache_is_empty(
         module, kwargs.get("cache", kwargs.get("past_key_values"))
     )
     if module.speechpeft_prepend:
-        length = getattr(module, SLOT)[module.speechpeft_active].shape[1]
-        hidden = kwargs.get("hidden_states", args[0] if args else None)
+        if prefix[2] is not None:
+            raise routing.RoutingError("prefixes of several lengths in one batch need the attention interface; "
+                                       "this family's hooks take one prefix per batch")  # fmt: skip
+        length = prefix[0].shape[1]
         mask = kwargs.get("attention_mask")
         if mask is not None:
             kwargs["attention_mask"] = _widen_mask(mask, length, hidden.shape[1], mask.shape[-1], False, hidden)
@@ -157,11 +216,12 @@ class _CacheWithoutPrefix:
 
 def _positions_skip_prefix(attention: torch.nn.Module, prenet, args, kwargs):
     """Pre-hook on a prenet that numbers positions from the cache length (args: inputs, mask, cache)."""
-    active = getattr(attention, "speechpeft_active", None)
     cache = kwargs.get("cache", args[2] if len(args) > 2 else None)
-    if active is None or cache is None:
+    inputs = kwargs.get("input_ids", args[0] if args else None)
+    prefix = None if cache is None else _prefix_of(attention, inputs.shape[0], torch.float32)
+    if prefix is None:
         return args, kwargs
-    shown = _CacheWithoutPrefix(cache, getattr(attention, SLOT)[active].shape[1])
+    shown = _CacheWithoutPrefix(cache, prefix[0].shape[1])
     if "cache" in kwargs:
         return args, kwargs | {"cache": shown}
     return (*args[:2], shown, *args[3:]), kwargs

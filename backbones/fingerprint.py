@@ -36,3 +36,19 @@ def local_weights_dir(source: str) -> Path | None:
         return Path(snapshot_download(source, local_files_only=True, allow_patterns=["*.safetensors", "*.json"]))
     except Exception:  # not cached: no fingerprint rather than a failed training run
         return None
+
+
+def check_trained_on(record: dict, source: str, adapter: str | Path) -> None:
+    """Refuse an adapter (its `speechpeft.json` record) trained on other weights than those at `source`.
+
+    Raises InputError naming the adapter; passes when either side has no local weights to fingerprint.
+    """
+    from speechpeft.errors import InputError
+
+    weights = local_weights_dir(source)
+    expected = record.get("backbone_fingerprint")
+    if expected and weights and weights_fingerprint(weights) != expected:
+        raise InputError(
+            f"adapter {adapter} was trained on other weights of {record['backbone']!r} (fingerprint "
+            f"{expected[:19]}...): load it on the backbone it was trained on"
+        )

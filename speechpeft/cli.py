@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(groups)
     _add_eval(groups)
     _add_adapters(groups.add_parser("adapters", help="list, show and remove adapters in the local store"))
+    _add_serve(groups)
     _accept_verbose_everywhere(parser)
     return parser
 
@@ -132,6 +133,18 @@ def _add_eval(groups: argparse._SubParsersAction) -> None:
         groups, "eval", EvalOptions, "eval_adapter", help="score a trained adapter on a dataset split",
         description="Load an adapter on its backbone, score it on a split, print the metrics and write "
         "predictions.jsonl (one record per utterance) and summary.json.",
+    )  # fmt: skip
+
+
+def _add_serve(groups: argparse._SubParsersAction) -> None:
+    from speechpeft.serve_options import ServeOptions
+
+    _add_options_command(
+        groups, "serve", ServeOptions, "serve", help="serve adapters over an OpenAI-compatible HTTP API",
+        description="Serve the adapter store over HTTP: /v1/audio/transcriptions, /v1/audio/speech and /v1/models "
+        "as OpenAI's API has them (`model` is an adapter name or __base__), plus /v1/classify, /v1/adapters (load, "
+        "unload), /health and /metrics (Prometheus). Concurrent requests for different adapters run as one batch. "
+        "Binding anything but loopback needs --api-key.",
     )  # fmt: skip
 
 

@@ -13,6 +13,13 @@ from speechpeft.tasks.corpus.build import build_corpus
 from speechpeft.tasks.corpus.options import SynthOptions
 
 
+def serve(args: argparse.Namespace) -> int:
+    """`speechpeft serve`: the OpenAI-compatible HTTP server, until interrupted."""
+    from speechpeft.server import serve as run_server
+
+    return run_server(args.options)
+
+
 def spec_summary(spec: BackboneSpec) -> dict:
     return {
         "family": spec.family,

@@ -70,7 +70,7 @@ def load_trained(
     from speechpeft.adapter_dir import read_record
     from speechpeft.adapters.catalog import METHODS
     from speechpeft.backbones import load_frozen
-    from speechpeft.backbones.fingerprint import local_weights_dir, weights_fingerprint
+    from speechpeft.backbones.fingerprint import check_trained_on
     from speechpeft.tasks.catalog import TASKS
     from speechpeft.train_options import backbone_kind
 
@@ -81,16 +81,7 @@ def load_trained(
     labels = record["labels"] if kind == "classify" else None  # a decoder classifier has no head to size
     backbone = load_frozen(record["backbone"], kind, precision or record["precision"], device=device, labels=labels,
                            window_seconds=window)  # fmt: skip
-    weights = local_weights_dir(backbone.source)
-    if (
-        record.get("backbone_fingerprint")
-        and weights
-        and weights_fingerprint(weights) != record["backbone_fingerprint"]
-    ):
-        raise InputError(
-            f"adapter {directory} was trained on other weights of {record['backbone']!r} (fingerprint "
-            f"{record['backbone_fingerprint'][:19]}...): load it on the backbone it was trained on"
-        )
+    check_trained_on(record, backbone.source, directory)
     model = METHODS.get(record["method"]).load(backbone, Path(directory))
     return entry.build(backbone, record["labels"]), model, record
 

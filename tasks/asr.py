@@ -13,8 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 import datasets
+import numpy as np
 import torch
 
+from speechpeft.adapters import routing
 from speechpeft.backbones import FrozenBackbone
 from speechpeft.backbones.window import encoder_window, windowed_extractor
 from speechpeft.leaderboard.metrics import load_metric
@@ -50,6 +52,7 @@ class SpeechRecognition:
         self.tokenizer = backbone.processor.tokenizer
         self.extractor = backbone.processor.feature_extractor
         self.generate_kwargs = english_prompt(backbone.model)
+        self.num_beams: int | None = None  # beam search width; None: the model's generation config (greedy)
         if self.generate_kwargs:  # multilingual Whisper: train on the prompt that generation uses
             self.tokenizer.set_prefix_tokens(**self.generate_kwargs)
 
@@ -62,15 +65,18 @@ class SpeechRecognition:
         return sift(rows, rules + fixed_window(self.extractor))
 
     def collate(self, rows: list[dict]) -> dict[str, Any]:
-        audio = decode_audio(rows)
         texts = [row["text"] for row in rows]
         ids = [self._target_ids(text) for text in texts]
         labels = torch.full((len(ids), max(map(len, ids))), IGNORE_INDEX)
         for row, seq in enumerate(ids):
             labels[row, : len(seq)] = torch.tensor(seq)
+        return {**self.audio_batch(decode_audio(rows)), "labels": labels, "references": texts}
+
+    def audio_batch(self, audio: list[np.ndarray]) -> dict[str, Any]:
+        """What `predict` needs of clips with no transcript (mono float32 at the extractor's rate)."""
         inputs = window_inputs(self.backbone, self.extractor, audio)
         seconds = sum(len(a) for a in audio) / self.extractor.sampling_rate
-        return {**inputs, "labels": labels, "references": texts, "audio_seconds": seconds, "audio": audio}
+        return {**inputs, "references": [""] * len(audio), "audio_seconds": seconds, "audio": audio}
 
     def _target_ids(self, text: str) -> list[int]:
         ids = self.tokenizer(text).input_ids
@@ -110,13 +116,17 @@ class SpeechRecognition:
         windows, seconds = [float(self.extractor.chunk_length)] * len(audio), 0.0
         fits = [i for i, clip in enumerate(audio) if len(clip) <= short.n_samples]
         if fits:
-            decoded, seconds = self._decode(model, short, [audio[i] for i in fits], [caps[i] for i in fits])
+            with routing.rows(fits):
+                decoded, seconds = self._decode(model, short, [audio[i] for i in fits], [caps[i] for i in fits])
             for i, sequence in zip(fits, decoded, strict=True):
                 if not ran_away(sequence, caps[i]):
                     ids[i], windows[i] = sequence, short.chunk_length
         rest = [i for i, sequence in enumerate(ids) if sequence is None]
         if rest:  # too long for the short window, or ran away there
-            decoded, elapsed = self._decode(model, self.extractor, [audio[i] for i in rest], [caps[i] for i in rest])
+            with routing.rows(rest):
+                decoded, elapsed = self._decode(
+                    model, self.extractor, [audio[i] for i in rest], [caps[i] for i in rest]
+                )
             seconds += elapsed
             for i, sequence in zip(rest, decoded, strict=True):
                 ids[i] = sequence
@@ -143,7 +153,8 @@ class SpeechRecognition:
         features = inputs.get("input_features")
         if features is not None and "attention_mask" not in inputs:  # Whisper's encoder reads its whole window
             inputs["attention_mask"] = features.new_ones(features.shape[::2], dtype=torch.long)
-        return list(model.generate(**inputs, **self.generate_kwargs, **limits).cpu())
+        beams = {"num_beams": self.num_beams} if self.num_beams is not None else {}
+        return list(model.generate(**inputs, **self.generate_kwargs, **beams, **limits).cpu())
 
     def _text_ids(self, sequence: torch.Tensor) -> list[int]:
         """A generated sequence's token ids without the decoder prompt, end token and padding."""

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from transformers.models.whisper.modeling_whisper import shift_tokens_right
 
+from speechpeft.adapters import routing
 from speechpeft.backbones import FrozenBackbone
 from speechpeft.errors import InputError
 from speechpeft.tasks.asr import english_prompt
@@ -78,10 +79,13 @@ class DecoderClassification(SpokenClassification):
         encoder's frames are projected once per clip rather than once per label. Clips go `CHUNK` label sequences
         at a time, which bounds the copies' memory.
         """
-        features = inputs["input_features"]
+        clips = inputs["input_features"].shape[0]
         step = max(1, CHUNK // len(self.labels))
-        return torch.cat([self._scores(model, {k: v[i : i + step] for k, v in inputs.items()})
-                          for i in range(0, features.shape[0], step)])  # fmt: skip
+        scores = []
+        for start in range(0, clips, step):
+            with routing.rows(range(start, min(start + step, clips))):  # the bank's adapters follow the chunk
+                scores.append(self._scores(model, {k: v[start : start + step] for k, v in inputs.items()}))
+        return torch.cat(scores)
 
     def _scores(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         clips, count = inputs["input_features"].shape[0], len(self.labels)

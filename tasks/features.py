@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from speechpeft.adapters import routing
 from speechpeft.backbones import FrozenBackbone
 from speechpeft.backbones.window import windowed_extractor
 from speechpeft.tasks.base import model_inputs, timed
@@ -80,7 +81,8 @@ def predict_in_exact_groups(
         clips = [audio[i] for i in group]
         tensors = batch if len(groups) == 1 else acoustic_inputs(extractor, clips, backbone.input_dtype)
         inputs = model_inputs(tensors, backbone.device, labels=False)
-        results, elapsed = timed(lambda inputs=inputs: run(inputs))
+        with routing.rows(group):  # the bank's per-sample adapters follow the sub-batch
+            results, elapsed = timed(lambda inputs=inputs: run(inputs))
         seconds += elapsed
         for index, result in zip(group, results, strict=True):
             outputs[index] = result

@@ -162,12 +162,12 @@ class SpeechSynthesis:
         of autoregressive steps (through the prenet's dropout) that moves where an utterance stops.
         """
         texts = [ids[mask.bool()] for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True)]
-        spoken, seconds = timed(lambda: [self._speak(model, ids) for ids in texts])
+        spoken, seconds = timed(lambda: [self.speak(model, ids) for ids in texts])
         extras = [{"reference_audio": reference, "capped": capped}
                   for reference, (_, capped) in zip(batch["reference_audio"], spoken, strict=True)]  # fmt: skip
         return Predictions([audio for audio, _ in spoken], batch["references"], seconds, extras=extras)
 
-    def _speak(self, model: torch.nn.Module, ids: torch.Tensor) -> tuple[np.ndarray, bool]:
+    def speak(self, model: torch.nn.Module, ids: torch.Tensor) -> tuple[np.ndarray, bool]:
         """[tokens] ids -> waveform, and whether the decoder ran to its length cap (predicted no end before it).
 
         The prenet keeps its dropout at inference: every utterance draws its masks from the same seed.

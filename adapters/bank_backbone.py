@@ -1,0 +1,95 @@
+"""One frozen backbone in the bank: loaded once, its adapted modules wrapped in `BankLayer`s as adapters need them.
+
+Forward passes and module surgery on one backbone take turns (`lock`): a forward never sees a module half
+replaced, and the hooks some families' prefixes use keep per-call state on the modules. Different backbones
+run in parallel.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from speechpeft.adapters import prefix
+from speechpeft.adapters.bank_layers import BankLayer
+from speechpeft.adapters.bank_weights import AdapterWeights
+from speechpeft.backbones import FrozenBackbone
+from speechpeft.errors import InputError
+
+
+@dataclass(frozen=True)
+class BackboneKey:
+    """What a loaded model is: the backbone's name, the model kind (`asr`, `tts`, `classify`), Whisper's window."""
+
+    name: str
+    kind: str
+    window_seconds: float | None = None
+
+
+@dataclass(eq=False)
+class ResidentBackbone:
+    key: BackboneKey
+    frozen: FrozenBackbone
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    originals: dict[str, torch.nn.Module] = field(default_factory=dict)  # module paths before any wrapping
+    wrapped: set[str] = field(default_factory=set)
+    prefixed: set[str] = field(default_factory=set)
+    tasks: dict[Any, Any] = field(default_factory=dict)  # task objects built for this backbone, by a caller's key
+
+    def __post_init__(self) -> None:
+        self.originals = dict(self.frozen.model.named_modules())
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.frozen.model
+
+    def check(self, weights: AdapterWeights, adapter: str) -> None:
+        """Every module the adapter changes exists in this backbone, or InputError naming the first that does not."""
+        for path in sorted(weights.paths() | set(weights.prefix)):
+            if path not in self.originals:
+                raise InputError(f"adapter {adapter} changes {path!r}, which {self.key.name} ({self.key.kind}) "
+                                 "does not have: was it trained on another backbone or architecture?")  # fmt: skip
+            if path in weights.prefix and not hasattr(self.originals[path], "k_proj"):
+                raise InputError(f"adapter {adapter}: {path!r} is not an attention module, it cannot take a prefix")
+
+    def install(self, weights: AdapterWeights) -> None:
+        """Wrap the modules `weights` needs that are not yet wrapped, and route prefixes into their attention."""
+        with self.lock:
+            for path in sorted(weights.paths() - self.wrapped):
+                self._wrap(path)
+            new = sorted(set(weights.prefix) - self.prefixed)
+            for path in new:
+                self._route_prefix(path)
+            if new and self._hooks_route():
+                self._positions_hooks()
+
+    def _wrap(self, path: str) -> None:
+        parent_path, _, child = path.rpartition(".")
+        parent = self.originals[parent_path] if parent_path else self.model
+        setattr(parent, child, BankLayer(self.originals[path], path))
+        self.wrapped.add(path)
+
+    def _route_prefix(self, path: str) -> None:
+        module = self.originals[path]
+        (prefix._route_interface if hasattr(module, "config") else prefix._route_hooks)(module)
+        setattr(module, prefix.BANK_PATH, path)
+        self.prefixed.add(path)
+
+    def _hooks_route(self) -> bool:
+        return any(not hasattr(self.originals[p], "config") for p in self.prefixed)
+
+    def _positions_hooks(self) -> None:
+        """SpeechT5's text prenet numbers positions from the cache length: show it the length without the prefix
+        (read from the first prefixed decoder attention, as training does)."""
+        decoders = [self.originals[p] for p in sorted(self.prefixed) if getattr(self.originals[p], "is_decoder", 0)]
+        if decoders and not getattr(self.model, "speechpeft_positions_hooked", False):
+            prefix._route_prenet_positions(self.model, decoders[0])
+            self.model.speechpeft_positions_hooked = True
+
+    def mixes_prefixes(self) -> bool:
+        """Whether one forward may hold samples with different prefixes (the attention-interface route may; the
+        hooks route takes one prefix per batch, so the bank splits such batches)."""
+        return not self._hooks_route()

@@ -1,0 +1,68 @@
+"""Options of `speechpeft serve` (a light module: the CLI imports it for --help), and the binding check."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from speechpeft.errors import InputError
+from speechpeft.options import help_text as _help
+
+API_KEY_ENV = "SPEECHPEFT_API_KEY"
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Serve an OpenAI-compatible HTTP API over one adapter bank."""
+
+    host: str = field(default="127.0.0.1", metadata=_help("address to bind; anything but loopback needs --api-key"))
+    port: int = field(default=8000, metadata=_help("TCP port"))
+    store: Path | None = field(default=None, metadata=_help("adapter store (default: $SPEECHPEFT_ADAPTERS)"))
+    backbone: str | None = field(
+        default=None, metadata=_help("backbone that model `__base__` names (a built-in name, directory or Hub id)")
+    )
+    adapters: tuple[str, ...] = field(
+        default=(), metadata=_help("adapters to load at start and pin (store names or adapter directories)")
+    )
+    max_bytes: int = field(default=1 << 30, metadata=_help("resident adapter memory before evicting, in bytes"))
+    max_batch_size: int = field(default=8, metadata=_help("requests gathered into one batched model call"))
+    max_wait_ms: float = field(
+        default=10.0, metadata=_help("how long a batch waits for more requests after its first, in milliseconds")
+    )
+    api_key: str | None = field(
+        default=None, repr=False, metadata=_help(f"bearer token all but /health need (default: ${API_KEY_ENV})")
+    )
+    precision: str = field(default="auto", metadata=_help("fp32, bf16, int8 or auto"))
+    device: str | None = field(default=None, metadata=_help("torch device, e.g. cpu or cuda:0 (default: the best)"))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "api_key", self.api_key or os.environ.get(API_KEY_ENV) or None)
+        if not 0 <= self.port <= 65535:
+            raise InputError(f"--port {self.port}: use 0-65535")
+        if self.max_bytes < 1 or self.max_batch_size < 1 or self.max_wait_ms < 0:
+            raise InputError("--max-bytes and --max-batch-size must be positive, --max-wait-ms at least 0")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"--precision {self.precision!r}: choose {', '.join(PRECISIONS)}")
+        check_binding(self.host, self.api_key)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` only accepts connections from this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name other than localhost may resolve to anything
+        return False
+
+
+def check_binding(host: str, api_key: str | None) -> None:
+    """Refuse to serve without an API key on any address other machines can reach (InputError names the fix)."""
+    if api_key is None and not is_loopback(host):
+        raise InputError(
+            f"--host {host} accepts connections from other machines: set an API key with --api-key KEY or "
+            f"${API_KEY_ENV}, or bind --host 127.0.0.1"
+        )
