@@ -21,7 +21,6 @@ import pytest
 import soundfile as sf
 import uvicorn
 
-import speechpeft.adapters.catalog  # noqa: F401  (registers the methods save_random_adapters attaches)
 from speechpeft.adapters.bank import BASE, AdapterBank
 from speechpeft.adapters.random_init import save_random_adapters
 from speechpeft.backbones import load_frozen

@@ -223,3 +223,23 @@ def test_concurrent_callers_each_get_their_own_adapter(store, bank, clips):
     for thread in threads:
         thread.join(timeout=300)
     assert len(results) == 12 and all(text == expected[name] for name, text in results)
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_a_mixed_batch_on_cuda_equals_each_adapter_alone(store, clips, precision):
+    """The routing layers on a bf16 (autocast) or bitsandbytes int8 backbone: adapters stay fp32 on the GPU."""
+    names = ["asr/adalora", "asr/prefix", "asr/houlsby", BASE]
+    bank = AdapterBank(store=store, device="cuda", precision=precision, default_backbone=WHISPER)
+    got = bank.transcribe(clips[: len(names)], adapter=names)
+    for row, name in enumerate(names):
+        if name == BASE:
+            task = TASKS.get("asr").build(load_frozen(WHISPER, "asr", precision, device="cuda"), None)
+            model = task.backbone.model
+        else:
+            task, model, _ = load_trained(store / name, precision, device="cuda")
+        with torch.no_grad(), task.backbone.autocast():
+            assert task.predict(model, task.audio_batch(clips[: len(names)])).outputs[row] == got[row]
+    assert len(bank.resident()) == 3
+    assert {t.device.type for r in bank._adapters.values() for t in r.weights.tensors()} == {"cuda"}
