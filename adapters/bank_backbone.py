@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from speechpeft.adapters import prefix
+from speechpeft.adapters import prefix, routing
 from speechpeft.adapters.bank_layers import BankLayer
 from speechpeft.adapters.bank_weights import AdapterWeights
 from speechpeft.backbones import FrozenBackbone
@@ -41,6 +41,8 @@ class ResidentBackbone:
 
     def __post_init__(self) -> None:
         self.originals = dict(self.frozen.model.named_modules())
+        if hasattr(self.frozen.model, "_get_input_segment"):
+            _follow_whisper_batch_reduction(self.frozen.model)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -93,3 +95,25 @@ class ResidentBackbone:
         """Whether one forward may hold samples with different prefixes (the attention-interface route may; the
         hooks route takes one prefix per batch, so the bank splits such batches)."""
         return not self._hooks_route()
+
+
+def _follow_whisper_batch_reduction(model: torch.nn.Module) -> None:
+    """Keep the route in step with Whisper's `generate`, which may decode a second segment for only some clips.
+
+    When a transcript ends on a timestamp before the end of the window (an adapter can write one even with
+    timestamps off), `WhisperGenerationMixin.generate` seeks on from there in a smaller batch of the clips not done
+    (`batch_idx_map` says which). Its `_get_input_segment` cuts each segment's rows: this instance's copy narrows the
+    active route to those clips first, relative to the route the call started with.
+    """
+    cut = model._get_input_segment  # a staticmethod: (input_features, seek, seek_num_frames, frames, cur_bsz, map)
+
+    def get_input_segment(input_features, seek, seek_num_frames, num_segment_frames, cur_bsz, batch_idx_map):
+        route = routing.active()
+        if route is not None:
+            start = getattr(route, "whisper_start", route)
+            narrowed = start.subset(batch_idx_map[:cur_bsz])
+            narrowed.whisper_start = start
+            routing.replace_active(narrowed)
+        return cut(input_features, seek, seek_num_frames, num_segment_frames, cur_bsz, batch_idx_map)
+
+    model._get_input_segment = get_input_segment

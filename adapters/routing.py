@@ -65,6 +65,14 @@ def active() -> Route | None:
     return _ACTIVE.get()
 
 
+def replace_active(route: Route) -> None:
+    """Make `route` the active one until the enclosing `routed`/`rows` block ends (which restores what it replaced):
+    for model code that narrows its batch from inside a call, where no block can be opened."""
+    if _ACTIVE.get() is None:
+        raise RoutingError("no active route to replace")
+    _ACTIVE.set(route)
+
+
 @contextlib.contextmanager
 def routed(route: Route) -> Iterator[Route]:
     """Make `route` the active one for the body (this thread / task only)."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from speechpeft.adapters.bank import BASE, AdapterBank, UnknownAdapterError
 from speechpeft.adapters.base import AdapterOptions
@@ -243,3 +244,44 @@ def test_a_mixed_batch_on_cuda_equals_each_adapter_alone(store, clips, precision
             assert task.predict(model, task.audio_batch(clips[: len(names)])).outputs[row] == got[row]
     assert len(bank.resident()) == 3
     assert {t.device.type for r in bank._adapters.values() for t in r.weights.tensors()} == {"cuda"}
+
+
+class _ForceTimestamps(LogitsProcessor):
+    """Makes `rows` of the first `generate` call write `<|1.00|><|1.00|><|endoftext|>`: Whisper then seeks on from
+    1 s and decodes a second segment for those clips only, in a smaller batch."""
+
+    def __init__(self, rows: list[int], tokens: list[int]) -> None:
+        self.rows, self.tokens, self.calls, self.start = rows, tokens, 0, None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.start is None or input_ids.shape[-1] <= self.start:  # a new call to the inner generate
+            self.start, self.calls = input_ids.shape[-1], self.calls + 1
+        step = input_ids.shape[-1] - self.start
+        for row in self.rows if self.calls == 1 and step < len(self.tokens) else []:
+            scores[row] = float("-inf")
+            scores[row, self.tokens[step]] = 0.0
+        return scores
+
+
+def test_routes_follow_whisper_decoding_a_second_segment_for_some_clips(tmp_path, clips):
+    """Real whisper-tiny.en: clip 0 ends its first segment on timestamps, so `generate` decodes it again alone."""
+    whisper = "openai/whisper-tiny.en"
+    backbone = load_frozen(whisper, "asr")
+    save_random_adapters(backbone, "lora", [tmp_path / "asr/a", tmp_path / "asr/b"], task="asr", scale=0.02,
+                         backbone_name=whisper)  # fmt: skip
+    tokenizer, bank = backbone.processor.tokenizer, AdapterBank(store=tmp_path)
+    forced = [tokenizer.convert_tokens_to_ids("<|1.00|>")] * 2 + [tokenizer.eos_token_id]
+
+    def generate(names: list[str], audio: list[np.ndarray], rows: list[int]) -> torch.Tensor:
+        features = backbone.processor.feature_extractor(audio, sampling_rate=16_000, return_tensors="pt")
+        mask = torch.ones(features.input_features.shape[::2], dtype=torch.long)
+        processors = LogitsProcessorList([_ForceTimestamps(rows, forced)])
+        with torch.no_grad(), bank.route(names) as model:
+            return model.generate(features.input_features, attention_mask=mask, max_new_tokens=20,
+                                  logits_processor=processors)  # fmt: skip
+
+    mixed = generate(["asr/a", "asr/b"], clips[:2], rows=[0])
+    first, second = generate(["asr/a"], clips[:1], rows=[0]), generate(["asr/b"], clips[1:2], rows=[])
+    assert mixed[0, :2].tolist() == forced[:2] and mixed[0].shape[0] > 3  # a second segment was decoded
+    assert mixed[0, : first.shape[1]].tolist() == first[0].tolist()
+    assert mixed[1, : second.shape[1]].tolist() == second[0].tolist()
