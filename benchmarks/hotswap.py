@@ -507,13 +507,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    started, before = time.perf_counter(), machine()
+    started, before, commit = time.perf_counter(), machine(), git_commit()  # the commit the code came from
     with tempfile.TemporaryDirectory() as scratch:
         args.work = args.work or Path(scratch)
         results = run_benchmark(args)
     after = machine()["load_average_1_5_15_min"]
     results = {"command": " ".join(["python", *sys.argv]), "date": datetime.now().isoformat(timespec="seconds"),
-               "git_commit": git_commit(), "machine": {**before, "load_average_after": after},
+               "git_commit": commit, "machine": {**before, "load_average_after": after},
                "versions": package_versions(), "backbone": args.backbone, "adapters": args.adapters,
                "rank": args.rank, "alpha": 2 * args.rank, "target_modules": list(TARGET_MODULES),
                "repeats": args.repeats, "runtime_s": time.perf_counter() - started, **results}  # fmt: skip
