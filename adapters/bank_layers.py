@@ -78,7 +78,7 @@ class BankLayer(torch.nn.Module):
         return output + delta.reshape(output.shape).to(output.dtype)
 
     def _lora_plan(self, route: routing.Route, repeats: int):
-        deltas = [None if a is None else a.lora.get(self.path) for a in route.adapters]
+        deltas = route.entries("lora", self.path)
         present = [d for d in deltas if d is not None]
         if not present:
             return None
@@ -112,7 +112,7 @@ class BankLayer(torch.nn.Module):
         return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
     def _bottleneck_plan(self, route: routing.Route, repeats: int):
-        adapters = [None if a is None else a.bottleneck.get(self.path) for a in route.adapters]
+        adapters = route.entries("bottleneck", self.path)
         present = [b for b in adapters if b is not None]
         if not present:
             return None
@@ -149,7 +149,7 @@ class BankLayer(torch.nn.Module):
     def _head_plan(self, route: routing.Route, repeats: int) -> list[tuple[dict, torch.Tensor]] | None:
         """The distinct head weights among the route's samples, each with the batch rows it serves (a sample
         with no head of its own uses the backbone's); None when no sample brings one."""
-        heads = [None if a is None else a.heads.get(self.path) for a in route.adapters]
+        heads = route.entries("heads", self.path)
         if all(h is None for h in heads):
             return None
         base = dict(self.base_layer.named_parameters())

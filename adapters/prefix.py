@@ -79,7 +79,7 @@ def _prefix_of(module: torch.nn.Module, batch: int, dtype: torch.dtype) -> Prefi
 
 def _routed_prefix(path: str, dtype: torch.dtype, route: routing.Route, repeats: int) -> Prefix | None:
     """The route's prefixes at `path`: one shared prefix when uniform, else padded to the longest and masked."""
-    prefixes = [None if a is None else a.prefix.get(path) for a in route.adapters]
+    prefixes = route.entries("prefix", path)
     present = [p for p in prefixes if p is not None]
     if not present:
         return None

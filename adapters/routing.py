@@ -56,6 +56,11 @@ class Route:
             self._plans[key] = build(self, self.repeats(rows))
         return self._plans[key]
 
+    def entries(self, kind: str, path: str) -> list[Any]:
+        """Each sample's tensors of `kind` (an adapter's `lora`, `bottleneck`, `prefix` or `heads` map) for module
+        `path`, None where the sample has no adapter or its adapter leaves that module alone."""
+        return [None if a is None else getattr(a, kind).get(path) for a in self.adapters]
+
     def subset(self, indices: Iterable[int]) -> Route:
         return Route(self.adapters[i] for i in indices)
 
