@@ -33,7 +33,8 @@ import torch
 from speechpeft.adapters import bank_tasks, routing
 from speechpeft.adapters.bank_backbone import BackboneKey, ResidentBackbone
 from speechpeft.adapters.bank_weights import AdapterWeights, read_weights
-from speechpeft.errors import InputError, MissingInputError
+from speechpeft.errors import InputError, MissingInputError, UserError
+from speechpeft.hub_client import HUB_PREFIX, looks_like_repo_id
 
 logger = logging.getLogger(__name__)
 
@@ -94,11 +95,14 @@ class AdapterBank:
     # -- adapters -------------------------------------------------------------------------------------------
 
     def load(self, name_or_path: str | os.PathLike, *, name: str | None = None, pin: bool = False) -> AdapterInfo:
-        """Make an adapter resident (a store name or an adapter directory) under `name` (default: its store name,
-        else the directory's name) and return its info; already resident: mark it used (and pinned if `pin`).
+        """Make an adapter resident (a store name, an adapter directory, or a Hub repo id: `owner/name` found
+        nowhere locally, or `hf://owner/name`, pulled into the store first) under `name` (default: its store name,
+        the repo id as given, else the directory's name) and return its info; already resident: mark it used
+        (and pinned if `pin`).
 
-        Raises UnknownAdapterError when it is nowhere, InputError when it cannot be hosted (a `full` model, an
-        adapter trained on other weights, or one larger than `max_bytes`).
+        Raises UnknownAdapterError when it is nowhere, InputError when it cannot be hosted (a `full` model, a
+        backbone of another architecture, or one larger than `max_bytes`); warns (BackboneWeightsWarning) for
+        an adapter trained on other weights of its backbone.
         """
         directory, key = self._locate(name_or_path, name)
         with self._lock:
@@ -245,7 +249,8 @@ class AdapterBank:
         try:
             directory = resolve_adapter(name_or_path, self.store)
         except MissingInputError as error:
-            raise UnknownAdapterError(str(error)) from None
+            directory = self._pull(str(name_or_path), error)
+            name = name or str(name_or_path).removeprefix(HUB_PREFIX)
         if name is None:
             root, resolved = store_root(self.store).resolve(), directory.resolve()
             name = resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else directory.name
@@ -253,10 +258,23 @@ class AdapterBank:
             raise InputError(f"adapter name {name!r}: use a name without spaces, other than {BASE!r}")
         return directory, name
 
+    def _pull(self, repo_id: str, missing: MissingInputError) -> Path:
+        """A Hub repo id: pulled into the store (`hub.pull_adapter`); else UnknownAdapterError."""
+        from speechpeft.hub import pull_adapter
+
+        if not (repo_id.startswith(HUB_PREFIX) or looks_like_repo_id(repo_id)):
+            raise UnknownAdapterError(str(missing))
+        try:
+            return pull_adapter(repo_id, store=self.store)
+        except UserError as error:
+            if repo_id.startswith(HUB_PREFIX):
+                raise
+            raise UnknownAdapterError(f"{missing}; nor could it be pulled from the Hub: {error}") from None
+
     def _read(self, directory: Path, name: str, pin: bool) -> Resident:
         """Read an adapter's record and tensors and prepare its backbone (outside the bank's lock: seconds)."""
         from speechpeft.adapter_dir import read_record
-        from speechpeft.backbones.fingerprint import check_trained_on
+        from speechpeft.backbones.fingerprint import warn_other_weights
         from speechpeft.tasks.catalog import TASKS
         from speechpeft.train_options import backbone_kind
 
@@ -266,7 +284,7 @@ class AdapterBank:
         window = record.get("options", {}).get("window_seconds")
         labels = record.get("labels") if model_kind == "classify" else None
         backbone = self._backbone(BackboneKey(record["backbone"], model_kind, window), labels)
-        check_trained_on(record, backbone.frozen.source, directory)
+        warn_other_weights(record, backbone.frozen.source, directory)
         weights = read_weights(directory, record["method"], backbone.frozen.device)
         backbone.check(weights, name)
         if weights.nbytes() > self.max_bytes:

@@ -2,22 +2,23 @@
 
 Writes under `--out`: `cells/<task>/<backbone>/<variant>/seed-<k>/` (the adapter, `predictions.jsonl`,
 `result.json`, `log.txt`), `results.csv` (one line per cell), `grid.json` (the resolved cells and settings),
-and the report (`report.md`, `report.html`, the plots).
+and the report (`report.md`, `report.html`, the plots). With `--publish OWNER/NAME` the results table then goes
+to a Hub dataset repo (`leaderboard.publish`), recorded in `published.json`.
 """
 
 from __future__ import annotations
 
 import json
-import shlex
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from speechpeft.errors import InputError
 from speechpeft.leaderboard.grid import Grid, load_grid, preset_path
+from speechpeft.leaderboard.publish import check_target, public_command, publish
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,17 @@ class LeaderboardOptions:
     report_only: bool = False
     dry_run: bool = False
     live: bool | None = None
+    publish: str | None = None  # a Hub dataset repo id, OWNER/NAME, to upload the results table and its card to
+    private: bool = False  # create the dataset repo private (an existing repo keeps its visibility)
+    token: str | None = field(default=None, repr=False)  # None: HF_TOKEN, else the saved login; never shown
+    endpoint: str | None = None  # None: HF_ENDPOINT, else https://huggingface.co
 
     def __post_init__(self) -> None:
         if self.config is not None and self.quick:
             raise InputError("--quick picks the quick preset: leave out --config, or drop --quick")
+        if not self.publish and (self.private or self.token or self.endpoint):
+            raise InputError("--private, --token and --endpoint go with --publish: add --publish OWNER/NAME, "
+                             "or drop them")  # fmt: skip
         if (self.workers is not None and self.workers < 1) or (self.seeds is not None and self.seeds < 1):
             raise InputError("--workers and --seeds must be at least 1")
 
@@ -57,13 +65,16 @@ def grid_of(options: LeaderboardOptions) -> Grid:
 
 def run_leaderboard(options: LeaderboardOptions) -> int:
     """Build the corpora, run the unfinished cells, write the results and the report; 0 when every cell finished,
-    1 when some failed (their errors are in the report and in their `result.json`)."""
+    1 when some failed (their errors are in the report and in their `result.json`). With `publish`, then upload
+    the results table (`leaderboard.publish`); a target that cannot work fails before any cell runs."""
     from speechpeft.leaderboard.runner import RunOptions, all_results, build_corpora, pending, run_grid
 
     grid, out, began = grid_of(options), options.out_dir, time.perf_counter()
     signal.signal(signal.SIGTERM, _interrupt)  # `timeout`, a CI cancel: stop the workers as Ctrl-C does
     if options.dry_run:
         return _print_cells(grid, out, options.retry_failed)
+    if options.publish:
+        check_target(options)
     results = pending(grid.cells(), out, retry_failed=False)[1]  # --report-only: what is there, in grid order
     if not options.report_only:
         build_corpora(grid, quiet=options.live is False or not sys.stderr.isatty())
@@ -73,24 +84,32 @@ def run_leaderboard(options: LeaderboardOptions) -> int:
     results = all_results(out, results)
     if not results:
         raise InputError(f"no finished cells under {out}: run without --report-only first")
-    return _report(grid, results, out, time.perf_counter() - began)
+    meta = _meta(grid, results, time.perf_counter() - began)
+    status = _report(results, meta, out)
+    if options.publish:
+        publish(options, results, meta)
+    return status
 
 
 def _interrupt(signum: int, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _report(grid: Grid, results: list[dict], out: Path, seconds: float) -> int:
+def _meta(grid: Grid, results: list[dict], seconds: float) -> dict:
+    """What the report's header and the published results.json say produced the results."""
+    return {"created": datetime.now(UTC).isoformat(timespec="seconds"), "preset": grid.name,
+            "description": grid.description,
+            "machine": _machine(), "git_commit": _commit(results), "wall_seconds": round(seconds, 1),
+            "command": public_command(sys.argv[1:])}  # fmt: skip
+
+
+def _report(results: list[dict], meta: dict, out: Path) -> int:
     from speechpeft.leaderboard.report import print_table
     from speechpeft.leaderboard.report_html import write_report
     from speechpeft.leaderboard.results import rows, write_csv
 
     csv_path = write_csv(results, out / "results.csv")
     table = rows(results)
-    meta = {"created": datetime.now(UTC).isoformat(timespec="seconds"), "preset": grid.name,
-            "description": grid.description,
-            "machine": _machine(), "git_commit": _commit(results), "wall_seconds": round(seconds, 1),
-            "command": "speechpeft " + shlex.join(sys.argv[1:])}  # fmt: skip
     paths = write_report(table, meta, out)
     print_table(table)
     failed = [r for r in results if r["status"] != "ok"]

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from speechpeft import __version__
+from speechpeft.cli_hub import add_hub_commands
 from speechpeft.errors import UserError
 from speechpeft.options import add_options, parse_options
 
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(groups)
     _add_adapters(groups.add_parser("adapters", help="list, show and remove adapters in the local store"))
     _add_serve(groups)
+    add_hub_commands(groups)
     _accept_verbose_everywhere(parser)
     return parser
 
@@ -80,13 +82,26 @@ def _add_leaderboard(groups: argparse._SubParsersAction) -> None:
     board.add_argument("--dry-run", action="store_true", help="list the cells and their settings, run nothing")
     board.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
                        help="live progress table (default: on a terminal; one line per cell otherwise)")  # fmt: skip
+    _add_publish(board)
     board.set_defaults(command="leaderboard", options=_leaderboard_options)
+
+
+def _add_publish(board: argparse.ArgumentParser) -> None:
+    from speechpeft.hub_client import ENDPOINT_HELP, TOKEN_HELP
+
+    hub = board.add_argument_group("publishing", "after the report, push results.csv, results.json and a dataset "
+                                   "card to a Hub dataset repo in one commit; published.json records it")  # fmt: skip
+    hub.add_argument("--publish", metavar="REPO_ID", help="the dataset repo, OWNER/NAME (created if missing)")
+    hub.add_argument("--private", action="store_true", help="create the dataset repo private")
+    hub.add_argument("--token", help=TOKEN_HELP.format(access="write"))
+    hub.add_argument("--endpoint", metavar="URL", help=ENDPOINT_HELP)
 
 
 def _leaderboard_options(args: argparse.Namespace):
     from speechpeft.leaderboard.command import LeaderboardOptions
 
-    names = ("config", "quick", "out", "seeds", "workers", "retry_failed", "report_only", "dry_run", "live")
+    names = ("config", "quick", "out", "seeds", "workers", "retry_failed", "report_only", "dry_run", "live",
+             "publish", "private", "token", "endpoint")  # fmt: skip
     return LeaderboardOptions(tasks=tuple(args.tasks), methods=tuple(args.methods),
                               backbones=tuple(args.backbones), **{n: getattr(args, n) for n in names})  # fmt: skip
 

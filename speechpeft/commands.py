@@ -206,3 +206,21 @@ def backbones_card(args: argparse.Namespace) -> None:
                           args.max_utterances, **({"out": args.out} if args.out else {}))  # fmt: skip
     markdown, record = write_card(options, card_command(options))
     print(f"wrote {markdown} and {record}")
+
+
+def publish(args: argparse.Namespace) -> dict:
+    """`speechpeft publish`: the adapter and its model card to a Hub model repo."""
+    from speechpeft.hub import publish_adapter
+
+    return publish_adapter(args.adapter, args.repo_id, private=args.private, token=args.token,
+                           endpoint=args.endpoint, license=args.license, store=args.store,
+                           leaderboard=args.leaderboard)  # fmt: skip
+
+
+def pull(args: argparse.Namespace) -> dict:
+    """`speechpeft pull`: a Hub adapter into the store, its backbone checked."""
+    from speechpeft.hub import pull_adapter
+
+    path = pull_adapter(args.repo_id, revision=args.revision, token=args.token, endpoint=args.endpoint,
+                        name=args.name, store=args.store)  # fmt: skip
+    return {"repo_id": args.repo_id, "path": str(path), "record": str(path / "speechpeft.json")}

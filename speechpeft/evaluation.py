@@ -70,7 +70,7 @@ def load_trained(
     from speechpeft.adapter_dir import read_record
     from speechpeft.adapters.catalog import METHODS
     from speechpeft.backbones import load_frozen
-    from speechpeft.backbones.fingerprint import check_trained_on
+    from speechpeft.backbones.fingerprint import warn_other_weights
     from speechpeft.tasks.catalog import TASKS
     from speechpeft.train_options import backbone_kind
 
@@ -81,7 +81,7 @@ def load_trained(
     labels = record["labels"] if kind == "classify" else None  # a decoder classifier has no head to size
     backbone = load_frozen(record["backbone"], kind, precision or record["precision"], device=device, labels=labels,
                            window_seconds=window)  # fmt: skip
-    check_trained_on(record, backbone.source, directory)
+    warn_other_weights(record, backbone.source, directory)
     model = METHODS.get(record["method"]).load(backbone, Path(directory))
     return entry.build(backbone, record["labels"]), model, record
 

@@ -9,12 +9,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # runs the real default listener, openai/whisper-tiny.en, by name
 os.environ.setdefault("SPEECHPEFT_TTS_LISTENER", "speechpeft/tiny-whisper")
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
 
 from tests import tiny_backbones
+
+if TYPE_CHECKING:  # a local Hugging Face Hub for publish/pull tests, imported lazily: FastAPI and uvicorn
+    from tests.hub_server import LocalHub
 
 BACKBONE_FAMILIES = ("whisper", "speecht5", "wav2vec2", "hubert", "wavlm")
 
@@ -44,3 +49,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_gpu)
         if "network" in item.keywords and not network:
             item.add_marker(skip_net)
+
+
+@pytest.fixture
+def local_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator["LocalHub"]:
+    """A started `LocalHub(tmp_path / "hub")`, with huggingface_hub online for the test: the suite sets
+    HF_HUB_OFFLINE=1, which huggingface_hub reads from `huggingface_hub.constants` at call time and PEFT from the
+    environment. Pass `endpoint=local_hub.endpoint` in-process; give subprocesses `local_hub.env()`."""
+    from huggingface_hub import constants
+
+    from tests.hub_server import LocalHub
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    with LocalHub(tmp_path / "hub") as hub:
+        yield hub
