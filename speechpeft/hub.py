@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 DOWNLOADED = ["*.safetensors", "*.json"]
 # files that unpickle (or may) when loaded: torch.save/pickle/joblib, NumPy object arrays
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz", ".msgpack", ".h5")
+LOCAL_OPTIONS = ("out", "store", "name")  # where the adapter was written here: not for the Hub
 PUBLISHED = "published.json"  # written by `speechpeft leaderboard --publish` in the run's directory
 
 
@@ -70,13 +71,19 @@ def _stage(directory: Path, record: dict, repo_id: str, stage: Path, license: st
         if path.is_file() and path.suffix in (".safetensors", ".json"):
             shutil.copy2(path, stage / path.name)
     _point_config_at_backbone(stage / "adapter_config.json", record["backbone"])
-    published = {**record, "backbone_architecture": backbone_architecture(record["backbone"])}
-    (stage / RECORD).write_text(json.dumps(published, indent=1) + "\n")
+    (stage / RECORD).write_text(json.dumps(published_record(record), indent=1) + "\n")
     card = build_card(directory, record, repo_id, TASKS.get(record["task"]).kind, license=license,
                       leaderboard=leaderboard)  # fmt: skip
     _check_card(card)
     card.save(stage / "README.md")
     return sorted(p.name for p in stage.iterdir())
+
+
+def published_record(record: dict) -> dict:
+    """The record as the Hub gets it: the backbone's architecture added, this machine's paths left out."""
+    options = {k: v for k, v in record.get("options", {}).items() if k not in LOCAL_OPTIONS}
+    kept = {k: v for k, v in record.items() if k != "backbone_source"}
+    return {**kept, "options": options, "backbone_architecture": backbone_architecture(record["backbone"])}
 
 
 def _check_card(card: ModelCard) -> None:

@@ -117,7 +117,7 @@ def test_card_carries_metadata_and_the_evaluated_metrics(store, tmp_path, online
     assert results["wer"].dataset_name == "data" and results["wer"].task_type == "automatic-speech-recognition"
     assert f"{summary['metrics']['wer']:.4f}" in card.text
     published = json.loads(files["speechpeft.json"])
-    assert published["backbone_architecture"]["model_type"] == "whisper"
+    assert published["backbone_architecture"]["model_type"] == "whisper" and "backbone_source" not in published
     local = (store / "asr" / "adalora" / "adapter_model.safetensors").read_bytes()
     assert files["adapter_model.safetensors"] == local
 
