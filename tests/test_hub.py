@@ -28,7 +28,8 @@ from speechpeft.backbones.builtin import resolve_source
 from speechpeft.backbones.fingerprint import BackboneWeightsWarning
 from speechpeft.cli import main
 from speechpeft.errors import InputError
-from speechpeft.hub import pull_adapter
+from speechpeft.hub import publish_adapter
+from speechpeft.hub_pull import pull_adapter
 from tests.audio import speech_rows, spoken
 from tests.hub_server import LocalHub
 
@@ -234,3 +235,61 @@ def test_a_leaderboard_adapter_card_links_the_published_results(store, tmp_path,
         publish(adapter, "local-user/from-board", hub)
         card = hub.files("local-user/from-board")["README.md"].decode()
     assert f"[local-user/board]({url})" in card
+
+
+def test_publish_refuses_to_replace_other_content_unless_forced(store, tmp_path, online):
+    """A repo holding something else is not overwritten: another method's adapter, or no adapter at all."""
+    with LocalHub(tmp_path / "hub") as hub:
+        publish(store / "asr" / "lora", "local-user/taken", hub)
+        args = ["publish", str(store / "asr" / "prefix"), "local-user/taken", "--endpoint", hub.endpoint,
+                "--token", hub.token]  # fmt: skip
+        assert main(args) == 2  # a lora adapter is there
+        assert json.loads(hub.files("local-user/taken")["speechpeft.json"])["method"] == "lora"
+        assert main([*args, "--force"]) == 0
+        assert json.loads(hub.files("local-user/taken")["speechpeft.json"])["method"] == "prefix"
+        api = HfApi(endpoint=hub.endpoint, token=hub.token)
+        api.create_repo("local-user/a-model")
+        api.upload_file(path_or_fileobj=b"{}", path_in_repo="config.json", repo_id="local-user/a-model")
+        with pytest.raises(InputError, match=r"not a speechpeft adapter \(config.json\).*--force"):
+            publish_adapter(store / "asr" / "lora", "local-user/a-model", endpoint=hub.endpoint, token=hub.token)
+        assert set(hub.files("local-user/a-model")) == {".gitattributes", "config.json"}
+        again = publish_adapter(store / "asr" / "prefix", "local-user/taken", endpoint=hub.endpoint, token=hub.token)
+        assert not again["changed"]  # the same files: no new commit
+        with pytest.warns(UserWarning, match="already exists and is public"):
+            publish_adapter(store / "asr" / "prefix", "local-user/taken", endpoint=hub.endpoint, token=hub.token,
+                            private=True)  # fmt: skip
+
+
+def test_pull_keeps_other_store_adapters_and_hf_names_resolve_once(store, tmp_path, online, monkeypatch):
+    with LocalHub(tmp_path / "hub") as hub:
+        publish(store / "asr" / "lora", "local-user/asr-lora", hub)
+        with pytest.raises(InputError, match=r"already holds .* trained here.*--force"):
+            pull_adapter("local-user/asr-lora", endpoint=hub.endpoint, store=store, name="asr/prefix")
+        assert json.loads((store / "asr" / "prefix" / "speechpeft.json").read_text())["method"] == "prefix"
+        first = pull_adapter("local-user/asr-lora", endpoint=hub.endpoint, store=tmp_path / "s")
+        assert pull_adapter("local-user/asr-lora", endpoint=hub.endpoint, store=tmp_path / "s") == first  # an update
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        bank = AdapterBank(store=tmp_path / "bank")
+        assert bank.load("hf://local-user/asr-lora").name == "local-user/asr-lora"
+        pulls = sum("/api/models/local-user/asr-lora" in path for _, path in hub.requests)
+        clip = spoken(SENTENCES[0][0], tmp_path / "clips")
+        assert bank.transcribe(clip, "hf://local-user/asr-lora") == bank.transcribe(clip, "local-user/asr-lora")
+        assert sum("/api/models/local-user/asr-lora" in path for _, path in hub.requests) == pulls  # resident
+
+
+def test_nothing_to_publish_and_partial_evaluations_are_said(store, tmp_path, online, corpus):
+    full, frozen = tmp_path / "full", tmp_path / "frozen"
+    save_random_adapters(load_frozen(WHISPER, "asr"), "full", [full], task="asr", backbone_name=WHISPER)
+    save_random_adapters(load_frozen(WHISPER, "asr"), "frozen", [frozen], task="asr", backbone_name=WHISPER)
+    partial = tmp_path / "partial"
+    save_random_adapters(load_frozen(WHISPER, "asr"), "lora", [partial], task="asr", scale=0.1, backbone_name=WHISPER)
+    assert main(["eval", "--adapter", str(partial), "--dataset", str(corpus), "--max-utterances", "1"]) == 0
+    with LocalHub(tmp_path / "hub") as hub:
+        for adapter, reason in ((full, "full fine-tune"), (frozen, "no trained weights")):
+            with pytest.raises(InputError, match=reason):
+                publish_adapter(adapter, "local-user/nothing", endpoint=hub.endpoint, token=hub.token)
+        with pytest.warns(UserWarning, match="first N utterances"):
+            publish_adapter(partial, "local-user/partial", endpoint=hub.endpoint, token=hub.token)
+        card = ModelCard(hub.files("local-user/partial")["README.md"].decode())
+    assert "test (first 1 only)" in card.text
+    assert {r.dataset_args["utterances"] for r in card.data.eval_results} == {1}
