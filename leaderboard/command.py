@@ -84,7 +84,7 @@ def run_leaderboard(options: LeaderboardOptions) -> int:
     results = all_results(out, results)
     if not results:
         raise InputError(f"no finished cells under {out}: run without --report-only first")
-    meta = _meta(grid, results, time.perf_counter() - began)
+    meta = _meta(grid, results, None if options.report_only else time.perf_counter() - began)
     status = _report(results, meta, out)
     if options.publish:
         publish(options, results, meta)
@@ -95,12 +95,28 @@ def _interrupt(signum: int, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _meta(grid: Grid, results: list[dict], seconds: float) -> dict:
-    """What the report's header and the published results.json say produced the results."""
+def _meta(grid: Grid, results: list[dict], seconds: float | None) -> dict:
+    """What the report's header and the published results.json say produced the results: when the report was
+    written (`created`), when the cells ran and their compute (`_measured`), the machine and commit the cells
+    recorded, this command's wall time in seconds (`wall_seconds`; None with --report-only, which measures
+    nothing) and the command that measures the cells (`public_command`: without --report-only)."""
     return {"created": datetime.now(UTC).isoformat(timespec="seconds"), "preset": grid.name,
-            "description": grid.description,
-            "machine": _machine(), "git_commit": _commit(results), "wall_seconds": round(seconds, 1),
+            "description": grid.description, **_measured(results), "machine": _machine(results),
+            "git_commit": _commit(results), "wall_seconds": None if seconds is None else round(seconds, 1),
             "command": public_command(sys.argv[1:])}  # fmt: skip
+
+
+def _measured(results: list[dict]) -> dict:
+    """`measured_from` (the earliest cell start) and `measured_until` (the latest finish), ISO times, and
+    `compute_seconds`, the cells' own durations summed; None for each when no cell recorded its times."""
+    runs = [r.get("run") or {} for r in results]
+    spans = [(datetime.fromisoformat(run["started"]), datetime.fromisoformat(run["finished"]))
+             for run in runs if run.get("started") and run.get("finished")]  # fmt: skip
+    if not spans:
+        return {"measured_from": None, "measured_until": None, "compute_seconds": None}
+    return {"measured_from": min(start for start, _ in spans).isoformat(),
+            "measured_until": max(end for _, end in spans).isoformat(),
+            "compute_seconds": round(sum((end - start).total_seconds() for start, end in spans), 1)}  # fmt: skip
 
 
 def _report(results: list[dict], meta: dict, out: Path) -> int:
@@ -120,12 +136,11 @@ def _report(results: list[dict], meta: dict, out: Path) -> int:
     return 1 if failed else 0
 
 
-def _machine() -> str:
-    from speechpeft.leaderboard.cell_info import hardware
-
-    machine = hardware()
-    gpu = f", {machine['gpu']}" if machine["gpu"] else ""
-    return f"{machine['cpu']}, {machine['cores']} cores{gpu}"
+def _machine(results: list[dict]) -> str | None:
+    """The machines the cells recorded running on ("CPU, N cores[, GPU]", several joined by "; "); None if none."""
+    machines = {f"{h['cpu']}, {h['cores']} cores" + (f", {h['gpu']}" if h.get("gpu") else "")
+                for h in ((r.get("run") or {}).get("hardware") for r in results) if h}  # fmt: skip
+    return "; ".join(sorted(machines)) or None
 
 
 def _commit(results: list[dict]) -> str | None:

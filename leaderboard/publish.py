@@ -11,27 +11,22 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from speechpeft.errors import InputError, UserError
-from speechpeft.hub_client import hub_api, scrub
+from speechpeft.errors import InputError
+from speechpeft.hub_client import hub_api, hub_errors
 
 if TYPE_CHECKING:
     from speechpeft.leaderboard.command import LeaderboardOptions
 
 PUBLISH_FLAGS = {"--publish": True, "--private": False, "--token": True, "--endpoint": True}  # flag: takes a value
+NOT_MEASURING = {**PUBLISH_FLAGS, "--report-only": False}  # what `public_command` leaves out
 MAKE_TARGETS = {"default": "make leaderboard", "quick": "make leaderboard-quick"}  # preset: its Makefile target
 TAGS = ("speech", "audio", "peft", "parameter-efficient-fine-tuning", "leaderboard", "benchmark")
 VIEWER_CONFIGS = [{"config_name": "default", "data_files": [{"split": "train", "path": "results.csv"}]}]
-REFUSED = {  # HTTP status of a refusal that the user can fix: what to do
-    401: "the token was not accepted: pass a valid one with --token or HF_TOKEN, or run `hf auth login`",
-    403: "the token may not write there: use a token with write access to the repo's owner",
-    404: "check the owner in --publish OWNER/NAME (a user or organisation the token can write to)",
-}
 
 
 def without_flags(argv: Sequence[str], flags: Mapping[str, bool]) -> list[str]:
@@ -50,9 +45,10 @@ def without_flags(argv: Sequence[str], flags: Mapping[str, bool]) -> list[str]:
 
 
 def public_command(argv: Sequence[str]) -> str:
-    """The command line as the report and the card show it: `speechpeft ARGS` without the publishing flags, so a
-    token given with --token is never written down."""
-    return "speechpeft " + shlex.join(without_flags(argv, PUBLISH_FLAGS))
+    """The command that measures the numbers, as the report and the card show it: `speechpeft ARGS` without
+    --report-only (which only rewrites the report) and the publishing flags, so a token given with --token is
+    never written down."""
+    return "speechpeft " + shlex.join(without_flags(argv, NOT_MEASURING))
 
 
 def check_target(options: LeaderboardOptions) -> None:
@@ -88,7 +84,7 @@ def publish(options: LeaderboardOptions, results: list[dict], meta: dict) -> dic
     out, table, meta = options.out_dir, rows(results), {**meta, "versions": versions(results)}
     api = hub_api(options.token, options.endpoint, write=True)
     print(f"publishing {len(table)} rows to the Hub dataset {options.publish} at {api.endpoint} ...", file=sys.stderr)
-    with hub_errors(options.token, options.publish, api.endpoint):
+    with hub_errors(options.token, f"the dataset repo {options.publish}", api.endpoint):
         repo = api.create_repo(options.publish, repo_type="dataset", private=options.private, exist_ok=True)
         files = repo_files(out / "results.csv", table, meta, repo.repo_id)
         commit = api.create_commit(
@@ -108,31 +104,6 @@ def repo_files(csv_path: Path, table: list[dict], meta: dict, repo_id: str) -> d
     as_json = json.dumps({"schema": 1, "metadata": meta, "rows": table}, indent=1) + "\n"
     return {"results.csv": csv_path.read_bytes(), "results.json": as_json.encode(),
             "README.md": dataset_card(table, meta, repo_id).encode()}  # fmt: skip
-
-
-@contextmanager
-def hub_errors(token: str | None, repo_id: str, endpoint: str) -> Iterator[None]:
-    """Turn the Hub client's HTTP and connection errors into one-line errors naming the fix, the token scrubbed.
-
-    The original error is not chained: a server could echo the request, token included.
-    """
-    from huggingface_hub import errors
-
-    try:
-        yield
-    except errors.HfHubHTTPError as error:
-        status = error.response.status_code
-        message = (f"the Hub at {endpoint} answered HTTP {status} for the dataset {repo_id}: {_first_line(error)}; "
-                   + REFUSED.get(status, "try again later"))  # fmt: skip
-        raise (InputError if status in REFUSED else UserError)(scrub(message, token)) from None
-    except (errors.OfflineModeIsEnabled, errors.HTTPError) as error:  # HTTPError: the HTTP library's, on connecting
-        message = (f"cannot reach the Hub at {endpoint}: {_first_line(error)}; check --endpoint or HF_ENDPOINT, "
-                   "the network, and that HF_HUB_OFFLINE is unset")  # fmt: skip
-        raise UserError(scrub(message, token)) from None
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def versions(results: list[dict]) -> dict[str, str]:
@@ -180,14 +151,16 @@ def card_body(table: list[dict], meta: dict, repo_id: str) -> str:
 
 
 def provenance(meta: dict) -> str:
-    """Machine, date, commit, versions, the command that wrote the table and how to reproduce the numbers."""
+    """When and where the cells were measured, the commit, versions, when the table was written, and the command
+    that reproduces the numbers."""
+    from speechpeft.leaderboard.report import measured
+
     command = meta.get("command") or "speechpeft leaderboard"
-    rerun = shlex.join(without_flags(shlex.split(command), {"--report-only": False}))
-    make = MAKE_TARGETS.get(meta.get("preset") or "", rerun)
+    make = MAKE_TARGETS.get(meta.get("preset") or "", command)
     packages = ", ".join(f"{name} {version}" for name, version in (meta.get("versions") or {}).items())
-    lines = [f"Created {meta.get('created', '?')} on {meta.get('machine', '?')}, preset `{meta.get('preset')}`, "
-             f"speechpeft commit `{meta.get('git_commit') or '?'}`.", f"Versions: {packages or '?'}.",
-             f"Command that wrote this table: `{command}`.",
-             f"The numbers come from `{make}`: to reproduce them, run `{rerun}` in a speechpeft checkout at that "
+    lines = [f"Measured {measured(meta)} on {meta.get('machine') or '?'}, preset `{meta.get('preset')}`, "
+             f"speechpeft commit `{meta.get('git_commit') or '?'}`; this table written {meta.get('created', '?')}.",
+             f"Versions: {packages or '?'}.",
+             f"The numbers come from `{make}`: to reproduce them, run `{command}` in a speechpeft checkout at that "
              "commit (it synthesises the corpora, then trains and scores every cell)."]  # fmt: skip
     return "\n".join(f"- {line}" for line in lines)

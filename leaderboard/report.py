@@ -290,11 +290,22 @@ def board_markdown(board: Board, plots: Mapping[str, str] | None = None) -> str:
     return "\n\n".join(parts)
 
 
+def measured(meta: Mapping) -> str:
+    """When the cells ran and their compute, e.g. "2026-11-30T10:59:43+00:00 to 2026-11-30T11:10:21+00:00
+    (12 min 40 s of cell compute)"."""
+    if not meta.get("measured_from"):
+        return "at unrecorded times"
+    compute = format_duration(meta.get("compute_seconds"))
+    return f"{meta['measured_from']} to {meta['measured_until']} ({compute} of cell compute)"
+
+
 def meta_line(meta: Mapping) -> str:
+    """Measured when and where, preset, commit, this command's wall time (when it ran cells), report written when."""
     preset = f" (preset `{meta['preset']}`)" if meta.get("preset") else ""
-    wall = format_duration(meta.get("wall_seconds"))
-    return (f"Created {meta.get('created', '?')}{preset} on {meta.get('machine', '?')}, "
-            f"commit `{meta.get('git_commit', '?')}`, this command's wall time {wall}.")  # fmt: skip
+    wall = meta.get("wall_seconds")
+    wall = "" if wall is None else f", this command's wall time {format_duration(wall)}"
+    return (f"Measured {measured(meta)} on {meta.get('machine') or '?'}{preset}, commit "
+            f"`{meta.get('git_commit') or '?'}`{wall}; report written {meta.get('created', '?')}.")  # fmt: skip
 
 
 LEGEND = (
@@ -316,7 +327,7 @@ def markdown(rows: list[dict], meta: dict, plots: Mapping[tuple[str, str], Mappi
     if meta.get("description"):
         parts.append(str(meta["description"]))
     if meta.get("command"):
-        parts.append(f"Command: `{meta['command']}`")
+        parts.append(f"Measured by: `{meta['command']}`")
     parts.append("\n".join(f"- {item}" for item in LEGEND))
     for board in boards(rows):
         parts.append(board_markdown(board, (plots or {}).get((board.task, board.backbone))))

@@ -23,6 +23,7 @@ from speechpeft.leaderboard.report import (
     format_duration,
     is_failed,
     markdown,
+    measured,
     voice_cell,
     voice_header,
     voices,
@@ -205,14 +206,17 @@ def section(board: Board, plots: Mapping[str, bytes], anchor: str) -> str:
 
 
 def header(meta: Mapping) -> str:
-    """Title, meta line (date, preset, machine, commit, wall time, command) and the legend."""
-    parts = [f"created {escape(str(meta.get('created', '?')))}", f"on {escape(str(meta.get('machine', '?')))}",
-             f"commit <code>{escape(str(meta.get('git_commit', '?')))}</code>",
-             f"wall time {escape(format_duration(meta.get('wall_seconds')))}"]  # fmt: skip
+    """Title, meta line (when the cells were measured, machine, preset, commit, this command's wall time when it
+    ran cells, when the report was written, command) and the legend."""
+    parts = [f"measured {escape(measured(meta))}", f"on {escape(str(meta.get('machine') or '?'))}",
+             f"commit <code>{escape(str(meta.get('git_commit') or '?'))}</code>"]  # fmt: skip
     if meta.get("preset"):
-        parts.insert(1, f"preset <code>{escape(str(meta['preset']))}</code>")
+        parts.insert(2, f"preset <code>{escape(str(meta['preset']))}</code>")
+    if meta.get("wall_seconds") is not None:
+        parts.append(f"this command's wall time {escape(format_duration(meta['wall_seconds']))}")
+    parts.append(f"report written {escape(str(meta.get('created', '?')))}")
     if meta.get("command"):
-        parts.append(f"command <code>{escape(str(meta['command']))}</code>")
+        parts.append(f"measured by <code>{escape(str(meta['command']))}</code>")
     legend = "".join(f"<li>{escape(item)}</li>" for item in LEGEND)
     legend += "<li>Click a column header to sort (again to reverse); failed runs stay last. The address then "
     legend += "links to that view (<code>#sort=task:column[:desc]</code>).</li>"

@@ -6,10 +6,12 @@ Heavy libraries are imported only when a command runs, so `--help` and flag erro
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from speechpeft import __version__
@@ -253,13 +255,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status.
 
     A `UserError` (bad input) prints one line and returns 2; any other exception prints one line saying it is not
-    an input check and returns 1. With -v both propagate, so the traceback shows. Raises SystemExit for bad flags.
+    an input check and returns 1. With -v both propagate, so the traceback shows. speechpeft's own warnings print
+    as one line too, unless -v. Raises SystemExit for bad flags.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        return _run(args.command, args)
+        with _one_line_warnings(enabled=not args.verbose):
+            return _run(args.command, args)
     except KeyboardInterrupt:
         print("speechpeft: interrupted; finished work is kept, rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -272,6 +276,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"speechpeft: error: unexpected {type(error).__name__}: {error} (not an input check; rerun with -v "
               "for the traceback)", file=sys.stderr)  # fmt: skip
         return EXIT_FAILURE
+
+
+@contextlib.contextmanager
+def _one_line_warnings(enabled: bool) -> Iterator[None]:
+    """While the block runs, show speechpeft's warnings (its own Warning classes, e.g. BackboneWeightsWarning) as
+    `speechpeft: warning: MESSAGE`, without Python's file:line and source echo. Other libraries' warnings still
+    show as Python shows them; the previous `warnings.showwarning` is put back afterwards."""
+    previous = warnings.showwarning
+
+    def show(message, category: type[Warning], filename: str, lineno: int, file=None, line=None) -> None:
+        if category.__module__.split(".")[0] == "speechpeft":
+            print(f"speechpeft: warning: {message}", file=file or sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    if enabled:
+        warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
 
 
 def _run(command_name: str, args: argparse.Namespace) -> int:

@@ -93,8 +93,8 @@ def evaluate_adapter(options) -> dict:
     from speechpeft.tasks import data
 
     adapter = resolve_adapter(options.adapter, options.store)
+    source = options.dataset or recorded_dataset(adapter)  # checked before the model loads (seconds)
     task, model, record = load_trained(adapter, options.precision, window_seconds=options.window_seconds)
-    source = options.dataset or record["data"]["dataset"]
     split = data.pick_split(data.load_speech_dataset(source), options.split)
     rows, left_out = data.task_rows(split, task.roles)
     if options.max_utterances is not None:
@@ -111,6 +111,30 @@ def evaluate_adapter(options) -> dict:
     out = options.out or adapter / "eval" / options.split
     records, summary_path = write_outputs(out, summary, items)
     return {**summary, "predictions": str(records), "summary": str(summary_path)}
+
+
+def recorded_dataset(adapter: Path) -> str:
+    """The dataset the adapter at `adapter` trained on, as its record names it: a directory or a Hub id.
+
+    Raises InputError naming --dataset when there is none, or when it is a local path that is not here (an adapter
+    pulled from the Hub records its publisher's path, e.g. `data/leaderboard/accent-421baf79`).
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    from speechpeft.adapter_dir import read_record
+
+    dataset = (read_record(adapter).get("data") or {}).get("dataset")
+    if dataset is None:
+        raise InputError(f"adapter {adapter} records no dataset to score on: pass --dataset DIR_OR_HUB_ID")
+    if Path(dataset).exists():
+        return dataset
+    try:
+        validate_repo_id(dataset)  # `OWNER/NAME` or `NAME` may be on the Hub: `datasets` looks it up
+    except HFValidationError:  # more than one `/`, a leading `.`, `/` or `~`: a path, and not here
+        raise InputError(f"adapter {adapter} trained on the dataset {dataset!r}, a path that is not here (recorded "
+                         "as given where the adapter trained): pass --dataset DIR_OR_HUB_ID") from None  # fmt: skip
+    return dataset
 
 
 def _normalizer(task) -> str | None:

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import datasets
@@ -217,6 +218,35 @@ def test_a_user_error_is_one_line_with_exit_2(monkeypatch, capsys):
     monkeypatch.setattr(commands, "backbones_list", _raising(UserError(message)))
     assert main(["backbones", "list"]) == 2
     assert capsys.readouterr().err == f"speechpeft: error: {message}\n"
+
+
+def test_speechpeft_warnings_are_one_line_unless_verbose(monkeypatch, tmp_path, capsys):
+    from speechpeft import commands
+    from speechpeft.backbones.fingerprint import BackboneWeightsWarning, warn_other_weights
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "model.safetensors").write_bytes(b"other weights")
+    record = {"backbone": "speechpeft/tiny-whisper", "backbone_fingerprint": "sha256:" + "ab" * 32}
+
+    def command(args) -> int:
+        warn_other_weights(record, str(weights), tmp_path / "adapter")
+        warnings.warn("a library's warning", UserWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(commands, "backbones_list", command)
+    warnings.simplefilter("always")  # the second run warns from the same lines again
+    before = warnings.showwarning
+    with pytest.warns(UserWarning, match="a library's warning") as passed_on:  # others: as Python shows them
+        assert main(["backbones", "list"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"speechpeft: warning: adapter {tmp_path / 'adapter'} was trained on other weights ")
+    assert err.endswith("its measured scores may not hold\n") and err.count("\n") == 1  # no file:line, no source
+    assert [w.category for w in passed_on] == [UserWarning] and warnings.showwarning is before
+    with pytest.warns(UserWarning) as verbose:  # -v: all as Python shows them
+        assert main(["backbones", "list", "-v"]) == 0
+    assert [w.category for w in verbose] == [BackboneWeightsWarning, UserWarning]
+    assert "speechpeft: warning" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""`evaluate_task`: an utterance's record does not depend on the batch size nor on its place in the batch.
+"""`evaluate_task`: an utterance's record does not depend on the batch size nor on its place in the batch; and
+`speechpeft eval` without --dataset checks the adapter's recorded dataset before it loads the model.
 
 Each task is scored on real speech with batch size 1, then with batch size 3 over the rows in reverse order
 (so every utterance sits elsewhere, among other clips, with padding). Exactly equal: texts, labels,
@@ -7,13 +8,19 @@ shapes may round differently in the last bits): confidences, MCD and DNSMOS.
 """
 
 import contextlib
+import json
+import shutil
+from pathlib import Path
 
 import datasets
 import pytest
 import torch
 
+from speechpeft import evaluation
+from speechpeft.adapters.random_init import save_random_adapters
 from speechpeft.backbones import load_frozen
-from speechpeft.evaluation import evaluate_task
+from speechpeft.cli import main
+from speechpeft.evaluation import evaluate_task, recorded_dataset
 from speechpeft.tasks.base import seeded
 from speechpeft.tasks.catalog import TASKS
 from tests.audio import speech_rows
@@ -97,3 +104,46 @@ def test_seeding_forks_only_the_generator_of_the_models_gpu(monkeypatch):
     with seeded(torch.device("cpu"), 0):
         assert torch.equal(torch.rand(3), drawn)
     assert queried == [2]
+
+
+@pytest.fixture(scope="module")
+def tiny_adapter(tmp_path_factory) -> Path:
+    """A LoRA adapter on the shipped tiny-whisper (its record names no dataset, as `random_init` writes it)."""
+    out = tmp_path_factory.mktemp("adapter") / "lora"
+    backbone = load_frozen("speechpeft/tiny-whisper", "asr", "fp32", device="cpu")
+    save_random_adapters(backbone, "lora", [out], task="asr")
+    return out
+
+
+def adapter_on(tiny_adapter: Path, dataset: str | None, directory: Path) -> Path:
+    """A copy of `tiny_adapter` in `directory` whose record says it trained on `dataset`."""
+    adapter = Path(shutil.copytree(tiny_adapter, directory / "adapter"))
+    record = json.loads((adapter / "speechpeft.json").read_text())
+    (adapter / "speechpeft.json").write_text(json.dumps({**record, "data": {"dataset": dataset}}))
+    return adapter
+
+
+@pytest.mark.parametrize(
+    "dataset, says",
+    [(None, "records no dataset to score on"),  # e.g. `random_init`
+     ("data/leaderboard/accent-421baf79", "'data/leaderboard/accent-421baf79', a path that is not here"),  # pulled
+     ("./corpus", "'./corpus', a path that is not here")],
+)  # fmt: skip
+def test_eval_without_a_dataset_names_the_flag_before_loading_the_model(
+    dataset, says, tiny_adapter, tmp_path, monkeypatch, capsys
+):
+    adapter = adapter_on(tiny_adapter, dataset, tmp_path)
+    monkeypatch.chdir(tmp_path)  # not where the adapter trained: its relative path is not under here
+    monkeypatch.setattr(evaluation, "load_trained", lambda *args, **kwargs: pytest.fail("loaded the model first"))
+    assert main(["eval", "--adapter", str(adapter)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"speechpeft: error: adapter {adapter} ") and says in error
+    assert error.endswith(": pass --dataset DIR_OR_HUB_ID\n")
+
+
+@pytest.mark.parametrize("dataset", ["corpus", "./corpus", "local-user/accent-corpus"])
+def test_a_recorded_dataset_that_is_here_or_may_be_on_the_hub_is_kept(dataset, tiny_adapter, tmp_path, monkeypatch):
+    adapter = adapter_on(tiny_adapter, dataset, tmp_path)
+    (tmp_path / "corpus").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert recorded_dataset(adapter) == dataset

@@ -21,7 +21,8 @@ from speechpeft.leaderboard.report_html import html_page, write_report
 CHROMIUM = shutil.which("chromium")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium on PATH")
 META = {"created": "2025-01-02T03:04:05Z", "preset": "quick", "machine": "test-box <cpu>", "git_commit": "abc1234",
-        "wall_seconds": 3725.0, "command": "speechpeft leaderboard --quick"}  # fmt: skip
+        "measured_from": "2025-01-02T02:00:00+00:00", "measured_until": "2025-01-02T03:02:05+00:00",
+        "compute_seconds": 7250.0, "wall_seconds": 3725.0, "command": "speechpeft leaderboard --quick"}  # fmt: skip
 WHISPER = "openai/whisper-tiny.en"
 
 
@@ -121,6 +122,18 @@ def test_markdown_tables_best_first_with_deltas() -> None:
     assert [line[0] for line in tts] == ["lora (partial, 2 seeds)", "full", "frozen"]
     assert tts[0][1:4] == ["2.50 \u00b1 0.05 [2.48, 2.52]", "+0.50 (+25 %)", "+0.10 (+4 %)"]
     assert tts[0][4] == "6.50"  # MCD, compact
+
+
+def test_the_header_says_when_the_cells_ran_and_when_the_report_was_written() -> None:
+    measured = "2025-01-02T02:00:00+00:00 to 2025-01-02T03:02:05+00:00 (2 h 00 min of cell compute)"
+    assert (f"Measured {measured} on test-box <cpu> (preset `quick`), commit `abc1234`, this command's wall time "
+            "1 h 02 min; report written 2025-01-02T03:04:05Z.") in markdown(board_rows(), META)  # fmt: skip
+    rewritten = {**META, "wall_seconds": None}  # --report-only: this command measured nothing
+    report, page = markdown(board_rows(), rewritten), html_page(board_rows(), rewritten)
+    assert f"Measured {measured} on" in report and f"measured {measured} \u00b7 on" in page
+    assert "wall time" not in report and "wall time" not in page and "report written 2025-01-02T03:04:05Z" in page
+    unrecorded = {**rewritten, "measured_from": None, "measured_until": None, "compute_seconds": None}
+    assert "Measured at unrecorded times on" in markdown(board_rows(), unrecorded)
 
 
 def test_markdown_per_voice_table() -> None:
