@@ -95,6 +95,13 @@ benchmark: setup
 	test -f data/corpus/dataset_dict.json || $(MAKE) corpus
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/whisper_window.py
 
+# A bounded soak of `speechpeft serve` on 127.0.0.1 (10 minutes at 1 request/s; SOAK_FLAGS adds flags, e.g.
+# SOAK_FLAGS="--minutes 30 --rate 2"): the server's memory over time, latency and errors in
+# benchmarks/results/soak.json; fails when a request goes wrong or the memory keeps growing.
+.PHONY: soak
+soak: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/soak.py $(SOAK_FLAGS)
+
 # Model cards of the imported OpenAI Whisper checkpoints (backbones/cards/), measured on data/corpus's test split
 # at Whisper's 30 s window and at a 6 s one (minutes each on 2 cores; run on an idle machine: RTFx is wall time).
 cards: setup

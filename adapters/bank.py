@@ -33,8 +33,10 @@ import torch
 from speechpeft.adapters import bank_tasks, routing
 from speechpeft.adapters.bank_backbone import BackboneKey, ResidentBackbone
 from speechpeft.adapters.bank_weights import AdapterWeights, read_weights
+from speechpeft.audio_input import check_clip
 from speechpeft.errors import InputError, MissingInputError, UserError
 from speechpeft.hub_client import HUB_PREFIX, looks_like_repo_id
+from speechpeft.text_input import clean_text
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +160,9 @@ class AdapterBank:
     ) -> str | list[str]:  # fmt: skip
         """Transcripts of 1-D float32 clips at 16 kHz (one clip, or a list), each through its adapter (one name
         for all, or one per clip; `BASE` for none), as one mixed batch per backbone. `num_beams` > 1: beam search.
+
+        A clip longer than the backbone's window (Whisper's; 30 s for others) is transcribed in pieces, joined
+        (`speechpeft.audio_input.split_clips`); clips over 2 h, empty or with NaN/inf samples raise AudioInputError.
         """
         clips, single = _clips(audio)
         rows = self._rows(adapter, len(clips), "asr", backbone)
@@ -165,7 +170,8 @@ class AdapterBank:
         return texts[0] if single else texts
 
     def classify(self, audio: np.ndarray | Sequence[np.ndarray], adapter: str | Sequence[str]) -> dict | list[dict]:
-        """Each clip's label through its classification adapter: {"label", "confidence", "scores" (label -> p)}."""
+        """Each clip's label through its classification adapter: {"label", "confidence", "scores" (label -> p)}.
+        AudioInputError for a clip longer than the backbone's window (Whisper's; 30 s for others)."""
         clips, single = _clips(audio)
         rows = self._rows(adapter, len(clips), "classify", None)
         results = bank_tasks.classify(self, rows, clips)
@@ -174,10 +180,16 @@ class AdapterBank:
     def synthesize(
         self, text: str | Sequence[str], adapter: str | Sequence[str] = BASE, *, backbone: str | None = None
     ) -> np.ndarray | list[np.ndarray]:
-        """Speech (1-D float32 at 16 kHz) for each text through its TTS adapter, one utterance at a time."""
+        """Speech (1-D float32 at 16 kHz) for each text through its TTS adapter, one utterance at a time.
+
+        Texts are cleaned and checked (`speechpeft.text_input`: TextInputError for empty text, control characters,
+        more than 4096 characters, or characters the backbone cannot spell); a text longer than the backbone speaks
+        at once is spoken in pieces, joined.
+        """
         texts, single = ([text], True) if isinstance(text, str) else (list(text), False)
-        if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
-            raise InputError("synthesize needs non-empty texts")
+        if not texts:
+            raise InputError("synthesize needs at least one text")
+        texts = [clean_text(t, "text" if single else f"text {i}") for i, t in enumerate(texts)]
         rows = self._rows(adapter, len(texts), "tts", backbone)
         speech = bank_tasks.synthesize(self, rows, texts)
         return speech[0] if single else speech
@@ -330,17 +342,17 @@ class AdapterBank:
 
 
 def _clips(audio: np.ndarray | Sequence[np.ndarray]) -> tuple[list[np.ndarray], bool]:
-    """A list of 1-D float32 clips, and whether one clip was given; InputError naming the fix otherwise."""
+    """A list of 1-D float32 clips, and whether one clip was given; InputError naming the fix otherwise (an
+    AudioInputError for no samples, NaN/inf samples or more than 2 h: `audio_input.check_clip`)."""
     single = isinstance(audio, np.ndarray)
     if single and audio.ndim != 1:
-        raise InputError(f"audio of shape {audio.shape}: give one 1-D clip (mono samples), or a list of clips")
+        raise InputError(f"audio of shape {audio.shape}: give one 1-D clip (mono samples: mix channels down, e.g. "
+                         "samples.mean(axis=0) for [channels, samples]), or a list of clips")  # fmt: skip
     clips = [audio] if single else list(audio)
     if not clips:
         raise InputError("no audio given")
     for index, clip in enumerate(clips):
         if not isinstance(clip, np.ndarray) or clip.ndim != 1 or not np.issubdtype(clip.dtype, np.floating):
             raise InputError(f"audio {index}: give 1-D float samples at {SAMPLE_RATE} Hz (mono), e.g. from "
-                             "torchcodec's AudioDecoder(path, sample_rate=16000)")  # fmt: skip
-        if not len(clip) or not np.isfinite(clip).all():
-            raise InputError(f"audio {index} is empty or holds NaN/inf samples")
-    return [c.astype(np.float32, copy=False) for c in clips], single
+                             f"speechpeft.audio_input.decode_audio(path, {SAMPLE_RATE}).samples")  # fmt: skip
+    return [check_clip(c, SAMPLE_RATE, "audio" if single else f"audio {i}") for i, c in enumerate(clips)], single

@@ -15,13 +15,16 @@ import numpy as np
 import torch
 
 from speechpeft.adapters import routing
+from speechpeft.audio_input import fits_window, join_pieces, piece_samples, split_clips
 from speechpeft.errors import InputError
+from speechpeft.text_input import spell, split_text
 
 if TYPE_CHECKING:
     from speechpeft.adapters.bank import AdapterBank, Resident
     from speechpeft.adapters.bank_backbone import ResidentBackbone
 
 Rows = list[tuple["ResidentBackbone", "Resident | None"]]
+MAX_FORWARD_SAMPLES = 16  # clips (or pieces of long clips) per forward pass: bounds memory for hour-long audio
 
 
 def route_of(residents: Iterable[Resident | None]) -> routing.Route:
@@ -29,23 +32,31 @@ def route_of(residents: Iterable[Resident | None]) -> routing.Route:
 
 
 def transcribe(bank: AdapterBank, rows: Rows, clips: list[np.ndarray], num_beams: int) -> list[str]:
-    """Each clip's transcript (`tasks.asr`'s `predict`: greedy, or beam search with `num_beams` > 1)."""
+    """Each clip's transcript (`tasks.asr`'s `predict`: greedy, or beam search with `num_beams` > 1); a clip longer
+    than its backbone's window is transcribed in pieces (`audio_input.split_clips`), their transcripts joined."""
     if not isinstance(num_beams, int) or num_beams < 1:
         raise InputError(f"num_beams must be a positive integer, not {num_beams!r}")
+    windows = [piece_samples(_extractor(backbone), bank.sample_rate) for backbone, _ in rows]
+    pieces, owners = split_clips(clips, windows, bank.sample_rate)
 
     def run(backbone: ResidentBackbone, members: list[int]) -> list[str]:
         task = _task(backbone, "asr", lambda: _build(backbone, "asr", None))
         task.num_beams = num_beams if num_beams > 1 else None
-        batch = task.audio_batch([clips[i] for i in members])
+        batch = task.audio_batch([pieces[i] for i in members])
         return task.predict(backbone.model, batch).outputs
 
-    return _run_groups(rows, run, split=_prefix_groups)
+    texts = _run_groups([rows[i] for i in owners], run, split=_prefix_groups)
+    return join_pieces(texts, owners, len(clips))
 
 
 def classify(bank: AdapterBank, rows: Rows, clips: list[np.ndarray]) -> list[dict]:
     """Each clip's label, confidence and per-label probabilities: a pooled head's softmax over the adapter's own
     labels, or a decoder classifier's softmax over its label scores (`tasks.classify_decoder`)."""
     from speechpeft.tasks.features import predict_in_exact_groups, window_inputs
+
+    for index, (clip, (backbone, _)) in enumerate(zip(clips, rows, strict=True)):
+        window = piece_samples(_extractor(backbone), bank.sample_rate)
+        fits_window(clip, window, bank.sample_rate, "audio" if len(clips) == 1 else f"audio {index}", "classify")
 
     def run(backbone: ResidentBackbone, members: list[int]) -> list[dict]:
         labels = rows[members[0]][1].info.labels
@@ -63,35 +74,38 @@ def classify(bank: AdapterBank, rows: Rows, clips: list[np.ndarray]) -> list[dic
 
 
 def synthesize(bank: AdapterBank, rows: Rows, texts: Sequence[str]) -> list[np.ndarray]:
-    """Each text spoken by its adapter (`tasks.tts`'s `speak`), float32 at the extractor's rate (16 kHz)."""
+    """Each text spoken by its adapter (`tasks.tts`'s `speak`), float32 at the extractor's rate (16 kHz): spelled
+    in the characters its tokenizer knows (`text_input.spell`), in pieces the text positions hold, joined."""
 
     def run(backbone: ResidentBackbone, members: list[int]) -> list[np.ndarray]:
         task = _task(backbone, "tts", lambda: _build(backbone, "tts", None))
         limit = backbone.model.config.max_text_positions - 2
         spoken = []
         for i in members:
-            ids = task.tokenizer(texts[i], return_tensors="pt").input_ids[0]
-            if len(ids) > limit:
-                raise InputError(f"text {i} is {len(ids)} tokens long; this backbone speaks at most {limit}")
+            text = spell(texts[i], task.tokenizer, backbone.key.name, "text" if len(texts) == 1 else f"text {i}")
+            pieces = split_text(text, lambda piece: len(task.tokenizer(piece).input_ids) <= limit)
             with routing.rows([members.index(i)]):
-                spoken.append(task.speak(backbone.model, ids)[0].astype(np.float32))
+                speech = [task.speak(backbone.model, task.tokenizer(p, return_tensors="pt").input_ids[0])[0]
+                          for p in pieces]  # fmt: skip
+            spoken.append(np.concatenate(speech).astype(np.float32))
         return spoken
 
     return _run_groups(rows, run, split=_prefix_groups)
 
 
 def _run_groups(rows: Rows, run: Callable, split: Callable) -> list[Any]:
-    """`run(backbone, members)` for each forward-compatible group of samples, under the group's route, with the
-    backbone held; the outputs back in the samples' order."""
+    """`run(backbone, members)` for each forward-compatible group of samples (at most MAX_FORWARD_SAMPLES), under
+    the group's route, with the backbone held; the outputs back in the samples' order."""
     outputs: list[Any] = [None] * len(rows)
     for backbone, members in _by_backbone(rows):
         for group in split([rows[i][1] for i in members]):
-            chosen = [members[g] for g in group]
-            route = route_of(rows[i][1] for i in chosen)
-            with backbone.lock, torch.no_grad(), backbone.frozen.autocast(), routing.routed(route):
-                results = run(backbone, chosen)
-            for i, result in zip(chosen, results, strict=True):
-                outputs[i] = result
+            for start in range(0, len(group), MAX_FORWARD_SAMPLES):
+                chosen = [members[g] for g in group[start : start + MAX_FORWARD_SAMPLES]]
+                route = route_of(rows[i][1] for i in chosen)
+                with backbone.lock, torch.no_grad(), backbone.frozen.autocast(), routing.routed(route):
+                    results = run(backbone, chosen)
+                for i, result in zip(chosen, results, strict=True):
+                    outputs[i] = result
     return outputs
 
 
@@ -127,6 +141,11 @@ def _grouped(items: list, key: Callable) -> list[list[int]]:
     for index, item in enumerate(items):
         groups.setdefault(key(item), []).append(index)
     return list(groups.values())
+
+
+def _extractor(backbone: ResidentBackbone) -> Any:
+    processor = backbone.frozen.processor
+    return getattr(processor, "feature_extractor", processor)
 
 
 def _task(backbone: ResidentBackbone, key: Any, build: Callable[[], Any]) -> Any:

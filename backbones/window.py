@@ -45,7 +45,7 @@ def check_window(seconds: float, model: torch.nn.Module) -> None:
     positions = seconds * POSITIONS_PER_SECOND
     if not 0 < seconds <= full or abs(positions - round(positions)) > 1e-6:
         raise InputError(
-            f"window of {seconds} s: choose a multiple of 0.02 s between 0.02 and the backbone's full {full:g} s"
+            f"--window-seconds {seconds}: choose a multiple of 0.02 s between 0.02 and the backbone's full {full:g} s"
         )
 
 

@@ -6,6 +6,10 @@ busy, newcomers queue, so under load each call takes whatever piled up meanwhile
 `group`s (e.g. beam widths) never share a call: one met while gathering waits for the next batch. When a batched
 call raises, each request of it is run again alone, so one bad request (an unknown adapter, a wrong task) gets
 its own error and its batch-mates their answers.
+
+Bounds: at most `max_queue` requests wait or run at once (the next gets `QueueFull` at once), and each waits at
+most `timeout_s` for its answer (`RequestTimeout`, saying whether its batch had started). A request given up
+before its batch starts (timed out, or its client went away) is never computed.
 """
 
 from __future__ import annotations
@@ -23,18 +27,32 @@ log = logging.getLogger(__name__)
 RunBatch = Callable[[list[Any], Hashable], Sequence[Any]]  # (items, group) -> one result per item, same order
 
 
+class QueueFull(RuntimeError):
+    """`max_queue` requests are already waiting or running: come back later."""
+
+
+class RequestTimeout(TimeoutError):
+    """No answer within `timeout_s`; `started`: whether its batch had begun (else it never will)."""
+
+    def __init__(self, message: str, *, started: bool) -> None:
+        super().__init__(message)
+        self.started = started
+
+
 @dataclass
 class _Request:
     item: Any
     group: Hashable
     future: asyncio.Future
     arrived: float = field(default_factory=time.monotonic)  # seconds, monotonic clock
+    started: bool = False  # its batch has been handed to the worker
 
 
 class DynamicBatcher:
     """Gathers requests into batches for `run_batch`, which runs in one worker thread of its own.
 
-    `on_batch(size)` is called on the event loop for every call made (metrics); `name` names the worker thread.
+    `on_batch(size)` is called on the event loop for every call made (metrics); `name` names the worker thread;
+    `max_queue` and `timeout_s` (None: unbounded) bound the requests held and the wait for each.
     """
 
     def __init__(
@@ -45,10 +63,15 @@ class DynamicBatcher:
         max_wait_ms: float = 10.0,
         on_batch: Callable[[int], None] | None = None,
         name: str = "batcher",
+        max_queue: int | None = None,
+        timeout_s: float | None = None,
     ) -> None:
-        if max_batch_size < 1 or max_wait_ms < 0:
-            raise ValueError("max_batch_size must be >= 1 and max_wait_ms >= 0")
+        bad_queue, bad_timeout = max_queue is not None and max_queue < 1, timeout_s is not None and timeout_s <= 0
+        if max_batch_size < 1 or max_wait_ms < 0 or bad_queue or bad_timeout:
+            raise ValueError("max_batch_size and max_queue must be >= 1, max_wait_ms >= 0 and timeout_s > 0")
         self.run_batch, self.max_batch_size, self.max_wait_s = run_batch, max_batch_size, max_wait_ms / 1000
+        self.max_queue, self.timeout_s = max_queue, timeout_s
+        self._pending = 0  # requests submitted and not yet answered or given up: waiting, or in the running call
         self.on_batch = on_batch or (lambda size: None)
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
@@ -61,13 +84,31 @@ class DynamicBatcher:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._collect_forever())
 
+    @property
+    def pending(self) -> int:
+        """Requests waiting or running now."""
+        return self._pending
+
     async def submit(self, item: Any, group: Hashable = None) -> Any:
-        """The result of `item`, computed in some batch of requests of the same `group`; raises what its run raised."""
+        """The result of `item`, computed in some batch of requests of the same `group`; raises what its run raised,
+        QueueFull when `max_queue` requests are pending, RequestTimeout after `timeout_s`."""
         if self._task is None or self._task.done():
             raise RuntimeError("the batcher is not running (start() it from the event loop; not after close())")
+        if self.max_queue is not None and self._pending >= self.max_queue:
+            raise QueueFull(f"{self._pending} requests are already waiting or running (the limit)")
         request = _Request(item, group, asyncio.get_running_loop().create_future())
-        self._queue.put_nowait(request)
-        return await request.future
+        self._pending += 1
+        try:
+            async with asyncio.timeout(self.timeout_s) as deadline:  # on expiry the future is cancelled: skipped
+                self._queue.put_nowait(request)
+                return await request.future
+        except TimeoutError as error:
+            if not deadline.expired():  # raised by run_batch itself
+                raise
+            message = f"no answer within {self.timeout_s:g} s ({'computing' if request.started else 'in the queue'})"
+            raise RequestTimeout(message, started=request.started) from error
+        finally:
+            self._pending -= 1
 
     async def close(self) -> None:
         """Stop collecting, fail whatever still waits, and join the worker thread (its running call finishes)."""
@@ -114,8 +155,11 @@ class DynamicBatcher:
 
     async def _run(self, batch: list[_Request]) -> None:
         """One call for the whole batch; on failure, one call per request, each settling its own future."""
+        batch = [request for request in batch if not request.future.done()]  # given up meanwhile: not computed
         if not batch:
             return
+        for request in batch:
+            request.started = True
         loop = asyncio.get_running_loop()
         items, group = [request.item for request in batch], batch[0].group
         self.on_batch(len(batch))

@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 from speechpeft.errors import UserError
 
 T = TypeVar("T")
-_KEY = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+_KEY = re.compile(r"[a-z0-9][a-z0-9_.-]*")  # whole names only: fullmatch (`$` would take "asr\n")
 
 
 class UnknownNameError(UserError, KeyError):
@@ -31,7 +31,7 @@ class Registry(Generic[T]):
         self._entries: dict[str, T] = {}
 
     def register(self, name: str, entry: T) -> T:
-        if not _KEY.match(name):
+        if not _KEY.fullmatch(name):
             raise ValueError(f"{self.kind} name {name!r} must be lowercase letters, digits, '-', '_' or '.'")
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} is already registered")

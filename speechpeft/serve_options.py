@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,32 @@ from speechpeft.options import help_text as _help
 
 API_KEY_ENV = "SPEECHPEFT_API_KEY"
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
+MIB = 1 << 20  # bytes
+MAX_UPLOAD_MIB = 25.0  # OpenAI's limit for an audio upload
+MAX_JSON_BYTES = 1 * MIB  # any body but an audio upload (a speech request's input is at most 4096 characters)
+FORM_BYTES = 64 << 10  # 64 KiB: an upload's multipart boundaries and form fields, beside the file
+UPLOAD_PATHS = ("/v1/audio/transcriptions", "/v1/classify")  # the routes that take an audio file
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one request may cost the server; the flags of `ServeOptions` say what each does."""
+
+    max_upload_bytes: int = int(MAX_UPLOAD_MIB * MIB)
+    max_json_bytes: int = MAX_JSON_BYTES
+    max_queue: int = 64
+    request_timeout_s: float = 300.0
+    upload_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if min(self.max_upload_bytes, self.max_json_bytes, self.max_queue) < 1:
+            raise InputError("--max-upload-mib and --max-queue must be positive")
+        if not all(0 < seconds < math.inf for seconds in (self.request_timeout_s, self.upload_timeout_s)):
+            raise InputError("--request-timeout-s and --upload-timeout-s must be positive")
+
+    def max_body_bytes(self, path: str) -> int:
+        """The largest request body `path` takes: an upload's file plus its form, else a JSON body."""
+        return self.max_upload_bytes + FORM_BYTES if path in UPLOAD_PATHS else self.max_json_bytes
 
 
 @dataclass(frozen=True)
@@ -33,8 +60,25 @@ class ServeOptions:
         default=10.0, metadata=_help("how long a batch waits for more requests after its first, in milliseconds")
     )
     api_key: str | None = field(
-        default=None, repr=False, metadata=_help(f"bearer token all but /health need (default: ${API_KEY_ENV})")
+        default=None, repr=False, metadata=_help(f"bearer token all but /health need (default: ${API_KEY_ENV}: "
+                                                 "better, as other users can read flags in `ps`)")
+    )  # fmt: skip
+    max_upload_mib: float = field(
+        default=MAX_UPLOAD_MIB, metadata=_help("largest audio upload in MiB; a larger body gets 413 before it is read")
     )
+    max_queue: int = field(
+        default=ServerLimits.max_queue,
+        metadata=_help("requests of one kind (transcribe, classify, speech) queued or computing; more get 503"),
+    )
+    request_timeout_s: float = field(
+        default=ServerLimits.request_timeout_s,
+        metadata=_help("seconds a request may wait for its answer: 503 if never started (not computed), else 504"),
+    )
+    upload_timeout_s: float = field(
+        default=ServerLimits.upload_timeout_s,
+        metadata=_help("seconds a client may take to send a request body; slower gets 408"),
+    )
+    max_connections: int = field(default=256, metadata=_help("open connections at once; more get uvicorn's plain 503"))
     precision: str = field(default="auto", metadata=_help("fp32, bf16, int8 or auto"))
     device: str | None = field(default=None, metadata=_help("torch device, e.g. cpu or cuda:0 (default: the best)"))
 
@@ -46,7 +90,14 @@ class ServeOptions:
             raise InputError("--max-bytes and --max-batch-size must be positive, --max-wait-ms at least 0")
         if self.precision not in PRECISIONS:
             raise InputError(f"--precision {self.precision!r}: choose {', '.join(PRECISIONS)}")
+        if self.max_connections < 1 or not 0 < self.max_upload_mib < math.inf:
+            raise InputError("--max-connections and --max-upload-mib must be positive")
+        self.limits()  # checks the limits' flags
         check_binding(self.host, self.api_key)
+
+    def limits(self) -> ServerLimits:
+        upload = int(self.max_upload_mib * MIB)
+        return ServerLimits(upload, MAX_JSON_BYTES, self.max_queue, self.request_timeout_s, self.upload_timeout_s)
 
 
 def is_loopback(host: str) -> bool:

@@ -8,8 +8,10 @@ The `model` of a request is an adapter name (`asr/lora-a`, resident or in the st
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import hmac
 import io
-import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -24,16 +26,19 @@ from starlette.concurrency import run_in_threadpool
 
 from speechpeft import __version__
 from speechpeft.adapters.bank import AdapterBank
-from speechpeft.batching import DynamicBatcher
+from speechpeft.audio_input import AudioInputError
+from speechpeft.audio_input import decode_audio as read_audio
+from speechpeft.batching import DynamicBatcher, QueueFull, RequestTimeout
 from speechpeft.errors import MissingInputError
-from speechpeft.serve_options import ServeOptions
+from speechpeft.serve_options import ServeOptions, ServerLimits
 from speechpeft.server_admin import add_admin_routes
 from speechpeft.server_errors import ApiError, add_error_handlers
+from speechpeft.server_guards import BodyLimit, hide_secret
 from speechpeft.server_metrics import ServerMetrics
+from speechpeft.text_input import TextInputError, clean_text
 
-SAMPLE_RATE = 16_000  # Hz: what every audio input is decoded to
+SAMPLE_RATE = AdapterBank.sample_rate  # Hz: what every audio input is decoded to, checked after decoding
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024  # 25 MiB, OpenAI's limit for an audio upload
-MAX_SPEECH_CHARACTERS = 4096  # OpenAI's limit for `input`
 TRANSCRIPTION_FORMATS = ("json", "text", "verbose_json")
 SPEECH_FORMATS = {"wav": "audio/wav", "pcm": "audio/pcm"}
 ENGLISH = (None, "", "en", "english")
@@ -48,15 +53,19 @@ class SpeechRequest(BaseModel):
 
 
 def create_app(
-    bank: AdapterBank, *, api_key: str | None = None, max_batch_size: int = 8, max_wait_ms: float = 10.0
-) -> FastAPI:
-    """The app over `bank`; with `api_key`, every path but /health needs `Authorization: Bearer KEY`."""
+    bank: AdapterBank, *, api_key: str | None = None, max_batch_size: int = 8, max_wait_ms: float = 10.0,
+    limits: ServerLimits | None = None,
+) -> FastAPI:  # fmt: skip
+    """The app over `bank`; with `api_key`, every path but /health needs `Authorization: Bearer KEY`; `limits` bound
+    body sizes, upload time, queues and waits (default: `ServerLimits()`)."""
+    limits = limits or ServerLimits()
     metrics = ServerMetrics(bank, max_batch_size)
     batchers = {
-        "transcribe": _batcher(metrics, "transcribe", max_batch_size, max_wait_ms, bank_call(bank, "transcribe")),
-        "classify": _batcher(metrics, "classify", max_batch_size, max_wait_ms, bank_call(bank, "classify")),
-        "synthesize": _batcher(metrics, "synthesize", 1, 0.0, bank_call(bank, "synthesize")),  # one at a time
+        "transcribe": _batcher(metrics, "transcribe", max_batch_size, max_wait_ms, bank, limits),
+        "classify": _batcher(metrics, "classify", max_batch_size, max_wait_ms, bank, limits),
+        "synthesize": _batcher(metrics, "synthesize", 1, 0.0, bank, limits),  # one at a time
     }
+    metrics.watch_queues(batchers)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -66,9 +75,10 @@ def create_app(
         await asyncio.gather(*(batcher.close() for batcher in batchers.values()))
 
     app = FastAPI(title="speechpeft", version=__version__, lifespan=lifespan)
-    app.state.bank, app.state.batchers, app.state.metrics = bank, batchers, metrics
+    app.state.bank, app.state.batchers, app.state.metrics, app.state.limits = bank, batchers, metrics, limits
     app.state.started = time.time()
     add_error_handlers(app)
+    app.add_middleware(BodyLimit, limits=limits)  # inside the next: refused bodies are counted, and need the key
     app.middleware("http")(_metered_and_authorised(metrics, api_key))
     _add_audio_routes(app)
     add_admin_routes(app)
@@ -86,28 +96,41 @@ def bank_call(bank: AdapterBank, operation: str) -> Callable[[list[Any], Any], l
     return run
 
 
-def _batcher(metrics: ServerMetrics, operation: str, size: int, wait_ms: float, run: Callable) -> DynamicBatcher:
-    observe = metrics.batch_size.labels(operation).observe
-    return DynamicBatcher(run, max_batch_size=size, max_wait_ms=wait_ms, on_batch=observe, name=operation)
+def _batcher(
+    metrics: ServerMetrics, operation: str, size: int, wait_ms: float, bank: AdapterBank, limits: ServerLimits
+) -> DynamicBatcher:
+    return DynamicBatcher(bank_call(bank, operation), max_batch_size=size, max_wait_ms=wait_ms, name=operation,
+                          on_batch=metrics.batch_size.labels(operation).observe, max_queue=limits.max_queue,
+                          timeout_s=limits.request_timeout_s)  # fmt: skip
 
 
 async def _answer(request: Request, operation: str, item: tuple[Any, str], group: Any = None) -> Any:
-    """The bank's answer for one request, via its batcher; an adapter that does not exist is a 404 on `model`."""
+    """The bank's answer for one request, via its batcher; an adapter that does not exist is a 404 on `model`, a
+    full queue or a timeout before the computation began a 503 (try again), a timeout during it a 504."""
     try:
         return await request.app.state.batchers[operation].submit(item, group)
     except MissingInputError as error:
         raise ApiError(404, str(error), param="model", code="model_not_found") from error
+    except QueueFull as error:
+        raise ApiError(503, f"the server is busy: {error}; retry later", code="queue_full",
+                       headers={"Retry-After": "1"}) from error  # fmt: skip
+    except RequestTimeout as error:
+        if error.started:
+            raise ApiError(504, f"{error}: the computation took too long", code="timeout") from error
+        raise ApiError(503, f"the server is busy: {error}, never started; retry later", code="queue_timeout",
+                       headers={"Retry-After": "1"}) from error  # fmt: skip
 
 
 def _metered_and_authorised(metrics: ServerMetrics, api_key: str | None) -> Callable:
-    """Middleware: a 401 without the key (except /health), and every request counted and timed by route."""
-    expected = f"Bearer {api_key}".encode() if api_key else None
+    """Middleware: a 401 without the key (except /health), and every request counted and timed by route. The key
+    is compared in constant time, as digests (so that not even its length leaks)."""
+    expected = _digest(f"Bearer {api_key}") if api_key else None
 
     async def middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         start, status = time.perf_counter(), 500
         try:
-            given = request.headers.get("authorization", "").encode()
-            if expected and request.url.path != "/health" and not secrets.compare_digest(given, expected):
+            given = _digest(request.headers.get("authorization", ""))
+            if expected and request.url.path != "/health" and not hmac.compare_digest(given, expected):
                 response = ApiError(401, "missing or wrong API key: send `Authorization: Bearer KEY`",
                                     code="invalid_api_key").response()  # fmt: skip
             else:
@@ -121,6 +144,10 @@ def _metered_and_authorised(metrics: ServerMetrics, api_key: str | None) -> Call
             metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
 
     return middleware
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).digest()
 
 
 def _add_audio_routes(app: FastAPI) -> None:
@@ -172,11 +199,12 @@ async def speech(request: Request, body: SpeechRequest) -> Response:
     if body.response_format not in SPEECH_FORMATS:
         raise ApiError(400, f"response_format {body.response_format!r} is not supported; use one of "
                        f"{', '.join(SPEECH_FORMATS)}", param="response_format")  # fmt: skip
-    if not body.input.strip() or len(body.input) > MAX_SPEECH_CHARACTERS:
-        raise ApiError(400, f"input must hold 1 to {MAX_SPEECH_CHARACTERS} characters", param="input")
     if body.speed != 1.0:
         raise ApiError(400, "speed other than 1.0 is not supported", param="speed")
-    waveform = await _answer(request, "synthesize", (body.input, body.model))
+    try:  # empty, control characters, over 4096 characters, or characters the adapter's backbone cannot spell
+        waveform = await _answer(request, "synthesize", (clean_text(body.input, "input"), body.model))
+    except TextInputError as error:
+        raise ApiError(400, str(error), param="input", code="invalid_input") from error
     content = await run_in_threadpool(_encode, waveform, request.app.state.bank.sample_rate, body.response_format)
     return Response(content, media_type=SPEECH_FORMATS[body.response_format])
 
@@ -197,20 +225,12 @@ async def _read_audio(file: UploadFile) -> np.ndarray:
 
 
 def decode_audio(data: bytes) -> np.ndarray:
-    """Mono float32 samples at 16 kHz of a file in any format FFmpeg reads; ApiError (400) when it is none."""
-    from torchcodec.decoders import AudioDecoder
-
-    if not data:
-        raise ApiError(400, "the uploaded file is empty", param="file")
+    """Mono float32 samples at the bank's rate of a file in any format FFmpeg reads (`audio_input.decode_audio`:
+    resampled, mixed down, checked); ApiError (400, on `file`) for what that refuses, with its reason."""
     try:
-        samples = AudioDecoder(data, sample_rate=SAMPLE_RATE).get_all_samples().data
-    except (RuntimeError, ValueError) as error:
-        reason = str(error).strip().splitlines()[-1].split(": ", 1)[-1] if str(error).strip() else type(error).__name__
-        raise ApiError(400, f"could not decode the uploaded file as audio ({reason}); send WAV, FLAC, MP3, OGG or "
-                       "another format FFmpeg reads", param="file") from error  # fmt: skip
-    if samples.numel() == 0:
-        raise ApiError(400, "the uploaded audio holds no samples", param="file")
-    return samples.mean(0).numpy().astype(np.float32, copy=False)
+        return read_audio(data, SAMPLE_RATE).samples
+    except AudioInputError as error:
+        raise ApiError(400, str(error), param="file", code="invalid_audio") from error
 
 
 def _encode(waveform: np.ndarray, sample_rate: int, response_format: str) -> bytes:
@@ -231,6 +251,11 @@ def serve(options: ServeOptions) -> int:
     for name in options.adapters:
         bank.load(name, pin=True)
     app = create_app(bank, api_key=options.api_key, max_batch_size=options.max_batch_size,
-                     max_wait_ms=options.max_wait_ms)  # fmt: skip
-    uvicorn.run(app, host=options.host, port=options.port, log_level="info")
-    return 0
+                     max_wait_ms=options.max_wait_ms, limits=options.limits())  # fmt: skip
+    config = uvicorn.Config(app, host=options.host, port=options.port, log_level="info",
+                            limit_concurrency=options.max_connections)  # fmt: skip
+    hide_secret(options.api_key)  # after uvicorn.Config set up its log handlers
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    return 0 if server.started else 1  # not started: uvicorn logged why (e.g. the port is taken)

@@ -13,15 +13,19 @@ from speechpeft.errors import MissingInputError, UserError
 class ApiError(Exception):
     """An answer in OpenAI's error shape: `{"error": {"message", "type", "param", "code"}}`."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
+        self.headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+        self.headers.update(headers or {})  # e.g. Retry-After on a 503, Connection: close on a refused body
 
     def response(self) -> JSONResponse:
         kind = "server_error" if self.status >= 500 else "invalid_request_error"
         body = {"message": self.message, "type": kind, "param": self.param, "code": self.code}
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
-        return JSONResponse({"error": body}, status_code=self.status, headers=headers)
+        return JSONResponse({"error": body}, status_code=self.status, headers=self.headers or None)
 
 
 def add_error_handlers(app: FastAPI) -> None:
@@ -37,7 +41,7 @@ def add_error_handlers(app: FastAPI) -> None:
         return ApiError(400, f"{param or 'request'}: {first['msg']}", param=param).response()
 
     def http_error(request: Request, error: HTTPException) -> JSONResponse:
-        return ApiError(error.status_code, str(error.detail)).response()
+        return ApiError(error.status_code, str(error.detail), headers=error.headers).response()
 
     def fault(request: Request, error: Exception) -> JSONResponse:  # logged by the server with its traceback
         return ApiError(500, f"the server failed on this request ({type(error).__name__}); see its log").response()

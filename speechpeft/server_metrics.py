@@ -27,6 +27,10 @@ class ServerMetrics:
                                     buckets=batch_buckets(max_batch_size), registry=self.registry)  # fmt: skip
         self.registry.register(BankCollector(bank))
 
+    def watch_queues(self, batchers: dict[str, Any]) -> None:
+        """Export each batcher's requests waiting or computing (`pending`), by operation, at each scrape."""
+        self.registry.register(QueueCollector(batchers))
+
     def render(self) -> bytes:
         """The exposition text (it calls `bank.stats()`: run it off the event loop)."""
         return generate_latest(self.registry)
@@ -57,6 +61,20 @@ class BankCollector:
         for key, name, what in gauges:
             if key in stats:
                 yield GaugeMetricFamily(name, what, value=_count(stats[key]))
+
+
+class QueueCollector:
+    """Requests queued or computing now, by operation (what `--max-queue` bounds)."""
+
+    def __init__(self, batchers: dict[str, Any]) -> None:
+        self.batchers = batchers
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily("speechpeft_queued_requests", "requests waiting or computing, by operation",
+                                  labels=["operation"])  # fmt: skip
+        for operation, batcher in self.batchers.items():
+            gauge.add_metric([operation], batcher.pending)
+        yield gauge
 
 
 def _count(value: Any) -> float:

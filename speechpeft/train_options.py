@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,15 +78,20 @@ class TrainOptions:
         if self.name is not None:
             from speechpeft.store import adapter_path
 
-            object.__setattr__(self, "out", adapter_path(self.name, self.store))
+            try:
+                object.__setattr__(self, "out", adapter_path(self.name, self.store))
+            except InputError as error:  # name the flag the user typed
+                raise InputError(f"--name: {error}") from None
         _check_destination(self.out, self.validation_split == self.split)
         if min(self.steps, self.batch_size, self.eval_every, self.patience, self.rank) < 1:
             raise InputError("--steps, --batch-size, --eval-every, --patience and --rank must be positive")
         self.adapter_options()  # the method's own checks, before any data or weights load
         if not 0 < self.validation_fraction < 1:
             raise InputError("--validation-fraction must be between 0 and 1")
-        if self.window_seconds is not None and self.window_seconds <= 0:
+        if self.window_seconds is not None and not 0 < self.window_seconds < math.inf:  # argparse reads "nan"
             raise InputError("--window-seconds must be positive (leave it out for the backbone's own window)")
+        if not 0 < self.lr < math.inf:
+            raise InputError(f"--lr {self.lr}: the learning rate must be a positive number")
         if self.classifier not in ("pooled", "decoder"):
             raise InputError("--classifier must be pooled or decoder")
         if self.precision not in ("fp32", "bf16", "int8", "auto"):

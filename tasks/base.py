@@ -80,8 +80,11 @@ TASKS: Registry[TaskEntry] = Registry("task")
 
 
 def decode_audio(rows: list[dict]) -> list[np.ndarray]:
-    """Mono float32 samples of each row's audio, at the rate the dataset's Audio feature was cast to."""
-    return [row["audio"].get_all_samples().data.mean(0).numpy() for row in rows]
+    """Mono float32 samples of each row's audio (channels averaged), at the rate the dataset's Audio feature was cast
+    to; AudioInputError for a truncated or corrupt file, or one with no or NaN/inf samples (`audio_input`)."""
+    from speechpeft.audio_input import dataset_clip
+
+    return [dataset_clip(row["audio"]) for row in rows]
 
 
 def timed(function: Callable[[], Any]) -> tuple[Any, float]:

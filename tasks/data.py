@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import datasets
 
-from speechpeft.errors import InputError, MissingInputError
+from speechpeft.errors import InputError, MissingInputError, UserError
 from speechpeft.tasks.rows import LeftOut, combine, empty, sift, warn_left_out
 
 if TYPE_CHECKING:
@@ -85,10 +85,27 @@ def at_sample_rate(rows: datasets.Dataset, sample_rate: int) -> datasets.Dataset
 def usable_rows(task: Task, rows: datasets.Dataset, left_out: LeftOut, what: str) -> tuple[datasets.Dataset, LeftOut]:
     """The rows `task` can use whole, audio at its backbone's rate, and every row left out so far (`left_out`,
     from `task_rows`, plus the task's own), named by reason in one warning about the `what` rows."""
-    kept, unusable = task.usable(at_sample_rate(rows, task.backbone.spec.sample_rate))
+    try:
+        kept, unusable = task.usable(at_sample_rate(rows, task.backbone.spec.sample_rate))
+    except (RuntimeError, ValueError) as error:  # FFmpeg could not open a row's audio, or something else failed
+        if not isinstance(error, UserError):
+            _raise_if_unreadable(rows, what, error)
+        raise
     left_out = combine(left_out, unusable)
     warn_left_out(left_out, len(kept), what)
     return kept, left_out
+
+
+def _raise_if_unreadable(rows: datasets.Dataset, what: str, error: Exception) -> None:
+    """AudioInputError naming the files of `rows` FFmpeg cannot open as audio, if any (the cause of `error`)."""
+    from speechpeft.audio_input import AudioInputError, open_error
+
+    files = rows.cast_column("audio", datasets.Audio(decode=False))["audio"]
+    reasons = [(f["path"] or "a clip's bytes", open_error(f["bytes"] or f["path"])) for f in files]
+    unreadable = [f"{path} ({reason})" for path, reason in reasons if reason]
+    if unreadable:
+        raise AudioInputError(f"{len(unreadable)} of the {len(rows)} {what} rows hold files that are not audio FFmpeg "
+                              f"can open: {'; '.join(unreadable[:5])}: fix or remove them") from error  # fmt: skip
 
 
 def hold_out(rows: datasets.Dataset, fraction: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:

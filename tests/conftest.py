@@ -64,3 +64,12 @@ def local_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator["Loca
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     with LocalHub(tmp_path / "hub") as hub:
         yield hub
+
+
+# Property-based tests (tests/reliability/test_properties.py): the same bounded examples on every run, no
+# per-example deadline (the first call of a validator may import torch). HYPOTHESIS_PROFILE=dev explores more.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ci", max_examples=50, deadline=None, derandomize=True, database=None)
+settings.register_profile("dev", max_examples=1000, deadline=None, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,8 @@ class PretrainOptions:
             object.__setattr__(self, "precision", "bf16" if cpu_has_native_bf16() else "fp32")
         if min(self.steps, self.batch_size, self.eval_every, self.warmup, self.eval_utterances) < 1:
             raise InputError("--steps, --batch-size, --eval-every, --warmup and --eval-utterances must be positive")
+        if not 0 < self.lr < math.inf:  # argparse reads "nan" and "inf"
+            raise InputError(f"--lr {self.lr}: the learning rate must be a positive number")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,7 +39,8 @@ class SynthOptions:
     def __post_init__(self) -> None:
         if (self.utterances is None) == (self.hours is None):
             raise InputError("give exactly one of --utterances N or --hours H")
-        if (self.utterances is not None and self.utterances < 1) or (self.hours is not None and self.hours <= 0):
+        hours_fine = self.hours is None or 0 < self.hours < math.inf  # argparse reads "nan" and "inf"
+        if (self.utterances is not None and self.utterances < 1) or not hours_fine:
             raise InputError("--utterances and --hours must be positive")
         if self.jobs < 1:
             raise InputError("--jobs must be at least 1")
@@ -72,7 +74,7 @@ def parse_weights(items: tuple[str, ...], valid: tuple[str, ...], flag: str) -> 
             weights[name] = float(value)
         except ValueError:
             raise InputError(f"{flag} expects name=weight, got {item!r}") from None
-        if name not in valid or weights[name] < 0:
+        if name not in valid or not 0 <= weights[name] < math.inf:
             raise InputError(f"{flag}: {item!r} must be one of {valid} with a weight >= 0")
     if sum(weights.values()) <= 0:
         raise InputError(f"{flag}: at least one weight must be positive")
