@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import re
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,7 +17,6 @@ import httpx
 import openai
 import pytest
 import soundfile as sf
-import uvicorn
 
 from speechpeft.adapters.bank import BASE, AdapterBank
 from speechpeft.adapters.random_init import save_random_adapters
@@ -30,6 +27,7 @@ from speechpeft.errors import InputError, MissingInputError
 from speechpeft.serve_options import check_binding, is_loopback
 from speechpeft.server import create_app, decode_audio
 from tests.audio import spoken_file
+from tests.serving import serving
 
 pytestmark = pytest.mark.slow
 
@@ -72,25 +70,11 @@ def served(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
     """The server on a free loopback port, batching up to 8 requests within 50 ms; stopped after the module."""
     bank = AdapterBank(store, device="cpu", precision="fp32", default_backbone=WHISPER)
     app = create_app(bank, api_key=KEY, max_batch_size=8, max_wait_ms=50)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
     clip = spoken_file("turn on the kitchen lights", tmp_path_factory.mktemp("clip")).read_bytes()
     audio = decode_audio(clip)
     expected = {name: bank.transcribe(audio, adapter=name) for name in (*ASR, BASE)}
-    deadline = time.monotonic() + 30
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield Served(bank, f"http://127.0.0.1:{sock.getsockname()[1]}", clip, expected)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
-    assert not thread.is_alive(), "the server did not stop"
+    with serving(app) as url:
+        yield Served(bank, url, clip, expected)
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,7 @@ transcribed in pieces. The files are real, written by sox and FFmpeg from real s
 from __future__ import annotations
 
 import io
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,6 @@ import numpy as np
 import openai
 import pytest
 import soundfile as sf
-import uvicorn
 
 from speechpeft.adapters.bank import BASE, AdapterBank
 from speechpeft.adapters.random_init import save_random_adapters
@@ -34,6 +31,7 @@ from speechpeft.cli import main
 from speechpeft.errors import InputError
 from speechpeft.server import create_app
 from tests.audio import spoken_file
+from tests.serving import serving
 
 pytestmark = pytest.mark.slow
 
@@ -297,21 +295,8 @@ def test_other_rates_widths_channels_and_codecs_transcribe_as_the_original(
 def url(bank: AdapterBank) -> Iterator[str]:
     """`speechpeft serve` on a free loopback port, over the module's bank."""
     app = create_app(bank, max_batch_size=4, max_wait_ms=20)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with serving(app) as url:
+        yield url
 
 
 def test_the_server_answers_400_with_the_reason_and_keeps_serving(

@@ -8,7 +8,6 @@ and bottleneck adapters (each transcribes the clip differently), asked with the 
 from __future__ import annotations
 
 import math
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,13 +18,13 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-import uvicorn
 
 from speechpeft.adapters.bank import BASE, AdapterBank
 from speechpeft.adapters.random_init import save_random_adapters
 from speechpeft.backbones import load_frozen
 from speechpeft.server import create_app, decode_audio
 from tests.audio import spoken_file
+from tests.serving import serving
 
 pytestmark = pytest.mark.slow
 
@@ -78,22 +77,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         bank.unload(f"reference-{version}")
     assert len(set(expected.values())) == len(expected), expected  # every adapter answers differently
     app = create_app(bank, api_key=KEY, max_batch_size=8, max_wait_ms=20)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=10))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield Served(f"http://127.0.0.1:{sock.getsockname()[1]}", clip, expected, {v: outside / v for v in VERSIONS})
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
-    assert not thread.is_alive(), "the server did not stop"
+    with serving(app, graceful=10) as url:
+        yield Served(url, clip, expected, {v: outside / v for v in VERSIONS})
 
 
 def administer(served: Served, stop: threading.Event, timeline: Timeline) -> list[str]:

@@ -28,12 +28,12 @@ import numpy as np
 import openai
 import pytest
 import soundfile as sf
-import uvicorn
 
 from speechpeft.batching import DynamicBatcher, QueueFull, RequestTimeout
 from speechpeft.serve_options import FORM_BYTES, ServeOptions, ServerLimits
 from speechpeft.server import create_app
 from speechpeft.server_guards import BodyLimit
+from tests.serving import serving
 
 KEY = "limits-test-key-0123456789"
 WRONG = "not-the-key-but-a-secret-all-the-same"
@@ -68,21 +68,8 @@ class GatedBank:
 @contextlib.contextmanager
 def running(app: Any) -> Iterator[str]:
     """`app` served on a free port of 127.0.0.1 in a thread; yields its URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + WAIT
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=WAIT)
-        sock.close()
+    with serving(app, wait=WAIT, graceful=5) as url:
+        yield url
 
 
 @contextlib.contextmanager

@@ -7,9 +7,6 @@ from __future__ import annotations
 import functools
 import io
 import logging
-import socket
-import threading
-import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,7 +16,6 @@ import numpy as np
 import openai
 import pytest
 import soundfile as sf
-import uvicorn
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -28,6 +24,7 @@ from speechpeft.backbones import load_frozen
 from speechpeft.errors import InputError
 from speechpeft.server import create_app
 from speechpeft.text_input import MAX_TEXT_CHARACTERS, TextInputError, clean_text, spell, split_text
+from tests.serving import serving
 
 SPEECHT5 = "speechpeft/tiny-speecht5"
 
@@ -186,21 +183,8 @@ def test_text_longer_than_the_backbone_speaks_at_once_is_spoken_in_pieces(
 @pytest.fixture(scope="module")
 def url(bank: AdapterBank) -> Iterator[str]:
     """`speechpeft serve` on a free loopback port, over the module's bank."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(bank), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with serving(create_app(bank)) as url:
+        yield url
 
 
 @pytest.mark.slow
