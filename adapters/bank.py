@@ -103,8 +103,9 @@ class AdapterBank:
         (and pinned if `pin`).
 
         Raises UnknownAdapterError when it is nowhere, InputError when it cannot be hosted (a `full` model, a
-        backbone of another architecture, or one larger than `max_bytes`); warns (BackboneWeightsWarning) for
-        an adapter trained on other weights of its backbone.
+        backbone of another architecture, or one larger than `max_bytes`), CorruptAdapterError (an InputError)
+        when its files do not hold together or its tensors do not fit the backbone's modules; warns
+        (BackboneWeightsWarning) for an adapter trained on other weights of its backbone.
         """
         directory, key = self._locate(name_or_path, name)
         with self._lock:
@@ -242,8 +243,11 @@ class AdapterBank:
                 return self._touch(name.removeprefix(HUB_PREFIX))
         name = self.load(name).name
         with self._lock:
-            if name not in self._adapters:  # evicted again at once by a concurrent load: load it once more
-                raise InputError(f"adapter {name!r} was evicted while loading: raise the bank's max_bytes")
+            if name not in self._adapters:  # unloaded, or evicted by concurrent loads, as soon as it loaded
+                raise InputError(
+                    f"adapter {name!r} left the bank while this call loaded it (unloaded, or evicted by other "
+                    "loads: if `stats` counts many evictions, raise max_bytes); try again"
+                )
             return self._adapters[name]
 
     def _touch(self, name: str, pin: bool | None = None) -> Resident:
@@ -286,12 +290,13 @@ class AdapterBank:
 
     def _read(self, directory: Path, name: str, pin: bool) -> Resident:
         """Read an adapter's record and tensors and prepare its backbone (outside the bank's lock: seconds)."""
-        from speechpeft.adapter_dir import read_record
+        from speechpeft.adapter_dir import check_adapter, read_record
         from speechpeft.backbones.fingerprint import warn_other_weights
         from speechpeft.tasks.catalog import TASKS
         from speechpeft.train_options import backbone_kind
 
         record = read_record(directory)
+        check_adapter(directory, record)  # the files hold together, before a backbone loads for them
         task_kind = TASKS.get(record["task"]).kind
         model_kind = backbone_kind(task_kind, record.get("options", {}).get("classifier"))
         window = record.get("options", {}).get("window_seconds")

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from speechpeft.adapter_dir import CorruptAdapterError
 from speechpeft.adapters import prefix, routing
 from speechpeft.adapters.bank_layers import BankLayer
 from speechpeft.adapters.bank_weights import AdapterWeights
@@ -49,13 +50,22 @@ class ResidentBackbone:
         return self.frozen.model
 
     def check(self, weights: AdapterWeights, adapter: str) -> None:
-        """Every module the adapter changes exists in this backbone, or InputError naming the first that does not."""
+        """Every module the adapter changes exists in this backbone at the widths its tensors need.
+
+        Raises InputError naming the first module this backbone lacks, or a prefix on a module that is no
+        attention; CorruptAdapterError naming the first tensors whose shapes do not fit their module.
+        """
         for path in sorted(weights.paths() | set(weights.prefix)):
             if path not in self.originals:
                 raise InputError(f"adapter {adapter} changes {path!r}, which {self.key.name} ({self.key.kind}) "
                                  "does not have: was it trained on another backbone or architecture?")  # fmt: skip
             if path in weights.prefix and not hasattr(self.originals[path], "k_proj"):
                 raise InputError(f"adapter {adapter}: {path!r} is not an attention module, it cannot take a prefix")
+        misfits = shape_misfits(weights, self.originals)
+        if misfits:
+            more = f" and {len(misfits) - 3} more" if len(misfits) > 3 else ""
+            raise CorruptAdapterError(f"adapter {adapter} does not fit {self.key.name}: {'; '.join(misfits[:3])}"
+                                      f"{more} (trained on another backbone, or edited?)")  # fmt: skip
 
     def install(self, weights: AdapterWeights) -> None:
         """Wrap the modules `weights` needs that are not yet wrapped, and route prefixes into their attention."""
@@ -95,6 +105,51 @@ class ResidentBackbone:
         """Whether one forward may hold samples with different prefixes (the attention-interface route may; the
         hooks route takes one prefix per batch, so the bank splits such batches)."""
         return not self._hooks_route()
+
+
+def shape_misfits(weights: AdapterWeights, modules: dict[str, torch.nn.Module]) -> list[str]:
+    """Each adapter tensor whose shape does not fit the module it changes, as `path: found, module's`.
+
+    LoRA: A (rank, in_features) and B (out_features, rank) against the layer; bottleneck: down (k, d) and
+    up (d, k) against the sub-block's output width d; prefix: (2, length, width) against the attention's key
+    width; heads: every dimension but the first (a classifier's label count may differ) against the module's own
+    parameter or buffer of that name.
+    """
+    misfits = []
+    for path, delta in weights.lora.items():
+        layer = modules[path]
+        wanted = (getattr(layer, "out_features", None), getattr(layer, "in_features", None))
+        if None not in wanted and (delta.B.shape[0], delta.A.shape[1]) != wanted:
+            misfits.append(f"{path}: LoRA {delta.B.shape[0]}x{delta.A.shape[1]}, layer {wanted[0]}x{wanted[1]}")
+    for path, block in weights.bottleneck.items():
+        width = _output_width(modules, path)
+        if width is not None and (block.down.shape[1], block.up.shape[0]) != (width, width):
+            misfits.append(f"{path}: bottleneck width {block.down.shape[1]}, sub-block {width}")
+    for path, prefix_tensor in weights.prefix.items():
+        width = modules[f"{path}.k_proj"].out_features
+        if prefix_tensor.dim() != 3 or prefix_tensor.shape[0] != 2 or prefix_tensor.shape[2] != width:
+            misfits.append(f"{path}: prefix {list(prefix_tensor.shape)}, attention [2, length, {width}]")
+    return misfits + [m for path, head in weights.heads.items() for m in _head_misfits(path, head, modules[path])]
+
+
+def _output_width(modules: dict[str, torch.nn.Module], path: str) -> int | None:
+    """The output width of the sub-block at `path` as `bottleneck.output_width` finds it, from the modules before
+    the bank wrapped any (a wrapped projection hides its `out_features`); None when it has none."""
+    for candidate in (f"{path}.out_proj", path, f"{path}.output_dense"):
+        if hasattr(modules.get(candidate), "out_features"):
+            return modules[candidate].out_features
+    return None
+
+
+def _head_misfits(path: str, head: dict[str, torch.Tensor], module: torch.nn.Module) -> list[str]:
+    own = dict(module.named_parameters(recurse=False)) | dict(module.named_buffers(recurse=False))
+    misfits = []
+    for name, tensor in head.items():
+        if name not in own:
+            misfits.append(f"{path}.{name}: {type(module).__name__} has no {name!r}")
+        elif tensor.dim() != own[name].dim() or tensor.shape[1:] != own[name].shape[1:]:
+            misfits.append(f"{path}.{name}: {list(tensor.shape)}, module's {list(own[name].shape)}")
+    return misfits
 
 
 def _follow_whisper_batch_reduction(model: torch.nn.Module) -> None:

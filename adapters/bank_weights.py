@@ -13,12 +13,13 @@ Read straight from `adapter_model.safetensors` (never unpickled), with the metho
 - task heads (PEFT's `modules_to_save`, or our methods' trained head tensors, `frozen` included): every other
   tensor, under its module path in the backbone.
 
-`full` is a whole model, not an adapter: the bank refuses it.
+`full` is a whole model, not an adapter: the bank refuses it. So does it refuse files that do not hold together:
+a weights file that is unreadable or differs from the tensors its record (or our config) lists, a config of
+another method, a LoRA matrix without its pair, a head tensor the config does not declare.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
@@ -26,10 +27,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
+from speechpeft.adapter_dir import (
+    CONFIG_FILE,
+    CorruptAdapterError,
+    check_adapter,
+    check_config_method,
+    check_tensors,
+    read_config,
+    read_record,
+)
 from speechpeft.adapters.bank_layers import Bottleneck, LoraDelta
-from speechpeft.adapters.base import CONFIG_FILE, WEIGHTS_FILE
+from speechpeft.adapters.base import read_tensors
 from speechpeft.errors import InputError
 
 BANKABLE = ("lora", "adalora", "prefix", "bottleneck", "frozen")
@@ -60,14 +69,24 @@ class AdapterWeights:
 def read_weights(directory: Path, method: str, device: torch.device) -> AdapterWeights:
     """The adapter in `directory` (saved by `method`) as bank tensors on `device`, fp32 as trained.
 
-    Raises InputError for a method the bank cannot host (`full`) or a PEFT option it does not implement.
+    Raises InputError for a method the bank cannot host (`full`) or a PEFT option it does not implement,
+    CorruptAdapterError for files that do not hold together (see the module docstring).
     """
     if method not in BANKABLE:
         raise InputError(f"adapter {directory} is a {method!r} model, not an adapter the bank can hot-swap "
                          f"({', '.join(BANKABLE)}): serve it as its own backbone")  # fmt: skip
-    tensors = {k: v.to(device) for k, v in load_file(str(Path(directory) / WEIGHTS_FILE)).items()}
-    config = json.loads((Path(directory) / CONFIG_FILE).read_text())
-    return _READERS[method](tensors, config)
+    directory = Path(directory)
+    found = check_adapter(directory, read_record(directory))
+    config = read_config(directory)
+    check_config_method(config, method, directory)
+    if "tensors" in config:  # our own files name their tensors (shapes: the record's, checked above)
+        listed = {name: found.get(name, []) for name in config["tensors"]}
+        check_tensors(directory, found, listed, f"the tensors its {CONFIG_FILE} lists")
+    tensors = {k: v.to(device) for k, v in read_tensors(directory).items()}
+    try:
+        return _READERS[method](tensors, config)
+    except CorruptAdapterError as error:
+        raise CorruptAdapterError(f"adapter {directory}: {error}") from None
 
 
 def _lora(tensors: dict[str, torch.Tensor], config: dict) -> AdapterWeights:
@@ -75,13 +94,14 @@ def _lora(tensors: dict[str, torch.Tensor], config: dict) -> AdapterWeights:
     weights, rest = AdapterWeights(), _strip(tensors, "base_model.model.")
     for key in [k for k in rest if k.endswith(".lora_A.weight")]:
         path = key.removesuffix(".lora_A.weight")
-        A, B = rest.pop(key).float(), rest.pop(f"{path}.lora_B.weight").float()
+        A, B = _take(rest, key).float(), _take(rest, f"{path}.lora_B.weight").float()
+        _check_pair(path, A, B)
         alpha = _pattern(config.get("alpha_pattern") or {}, path, config["lora_alpha"])
         rank = A.shape[0]
         scaling = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
         if rank:
             weights.lora[path] = LoraDelta(A, B, scaling)
-    weights.heads = _heads(rest)
+    weights.heads = _declared_heads(rest, config)
     return weights
 
 
@@ -98,11 +118,12 @@ def _adalora(tensors: dict[str, torch.Tensor], config: dict) -> AdapterWeights:
     alpha = config["lora_alpha"] if config["lora_alpha"] > 0 else None
     for key in [k for k in rest if k.endswith(".lora_A")]:
         path = key.removesuffix(".lora_A")
-        A, E, B = (rest.pop(f"{path}.lora_{m}").float() for m in "AEB")
+        A, E, B = (_take(rest, f"{path}.lora_{m}").float() for m in "AEB")
+        _check_pair(path, A, B, E)
         if A.shape[0]:  # a matrix pruned to rank 0 adds nothing
             scaling = alpha if alpha is not None else float(A.shape[0])
             weights.lora[path] = LoraDelta(A * E, B, scaling, float(config["init_r"]) + 1e-5)
-    weights.heads = _heads(rest)
+    weights.heads = _declared_heads(rest, config)
     return weights
 
 
@@ -111,7 +132,9 @@ def _bottleneck(tensors: dict[str, torch.Tensor], config: dict) -> AdapterWeight
     for key in [k for k in rest if k.endswith(".bottleneck_down.default.weight")]:
         path = key.removesuffix(".bottleneck_down.default.weight")
         parts = [
-            rest.pop(f"{path}.bottleneck_{m}.default.{p}").float() for m in ("down", "up") for p in ("weight", "bias")
+            _take(rest, f"{path}.bottleneck_{m}.default.{p}").float()
+            for m in ("down", "up")
+            for p in ("weight", "bias")
         ]
         weights.bottleneck[path] = Bottleneck(*parts)
     weights.heads = _heads(rest)
@@ -124,6 +147,34 @@ def _prefix(tensors: dict[str, torch.Tensor], config: dict) -> AdapterWeights:
         weights.prefix[key.removesuffix(".speechpeft_prefix.default")] = rest.pop(key).float()
     weights.heads = _heads(rest)
     return weights
+
+
+def _take(tensors: dict[str, torch.Tensor], key: str) -> torch.Tensor:
+    """Pop `key`; CorruptAdapterError when the weights lack it (the other half of a pair is there)."""
+    if key not in tensors:
+        raise CorruptAdapterError(f"its weights lack {key}, which the tensors beside it need")
+    return tensors.pop(key)
+
+
+def _check_pair(path: str, A: torch.Tensor, B: torch.Tensor, E: torch.Tensor | None = None) -> None:
+    """A LoRA matrix's factors must multiply: A [rank, in], B [out, rank] (and AdaLoRA's E [rank, 1])."""
+    rank = A.shape[0] if A.dim() == 2 else -1
+    if rank < 0 or B.dim() != 2 or B.shape[1] != rank or (E is not None and tuple(E.shape) != (rank, 1)):
+        shapes = ", ".join(
+            f"lora_{n} {list(t.shape)}" for n, t in zip("ABE", (A, B, E), strict=False) if t is not None
+        )
+        raise CorruptAdapterError(f"{path}: {shapes} do not make one LoRA matrix")
+
+
+def _declared_heads(tensors: dict[str, torch.Tensor], config: dict) -> dict[str, dict[str, torch.Tensor]]:
+    """`_heads`, each of which must be a module the PEFT config trains (`modules_to_save`, matched at the end of its
+    path as PEFT matches it): any other tensor would overwrite a backbone weight no adapter of this kind changes."""
+    heads, declared = _heads(tensors), config.get("modules_to_save") or []
+    undeclared = [p for p in sorted(heads) if not any(p == name or p.endswith(f".{name}") for name in declared)]
+    if undeclared:
+        raise CorruptAdapterError(f"its weights hold tensors of {', '.join(undeclared[:3])}, which its config "
+                                  f"neither targets nor saves (modules_to_save: {declared})")  # fmt: skip
+    return heads
 
 
 def _frozen(tensors: dict[str, torch.Tensor], config: dict) -> AdapterWeights:

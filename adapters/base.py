@@ -8,19 +8,29 @@ allocation). Adding a method is one module with one `register_method` call.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from speechpeft.adapter_dir import (
+    CONFIG_FILE,
+    FIX,
+    WEIGHTS_FILE,
+    CorruptAdapterError,
+    check_tensors,
+    read_config,
+    weights_manifest,
+)
 from speechpeft.backbones import FrozenBackbone
 from speechpeft.errors import InputError
 from speechpeft.registry import Registry
 
-WEIGHTS_FILE, CONFIG_FILE = "adapter_model.safetensors", "adapter_config.json"
 BOTTLENECK_STYLES = ("pfeiffer", "houlsby")
 
 
@@ -29,7 +39,7 @@ class AdapterOptions:
     """Knobs shared by the methods; each method reads the ones it has."""
 
     rank: int = 8  # LoRA rank; AdaLoRA's target average rank
-    alpha: int = 16  # LoRA scaling numerator
+    alpha: float = 16  # LoRA scaling numerator
     dropout: float = 0.05
     steps: int = 300  # the training length (AdaLoRA schedules its rank budget over it)
     prefix_length: int = 16  # prefix tuning: learned key/value positions per layer
@@ -39,12 +49,22 @@ class AdapterOptions:
     target_modules: tuple[str, ...] | None = None  # LoRA/AdaLoRA: module name suffixes; None: the backbone's spec
 
     def __post_init__(self) -> None:
-        if self.rank < 1 or self.alpha <= 0 or not 0 <= self.dropout < 1 or self.steps < 1:
-            raise InputError("adapter options need rank >= 1, alpha > 0, 0 <= dropout < 1 and steps >= 1")
-        if self.prefix_length < 1 or self.reduction_factor < 1:
-            raise InputError("--prefix-length and --reduction-factor must be positive")
+        """Refuse (InputError naming the field) what a flag or a stranger's adapter_config.json may hold: json reads
+        NaN, Infinity, 1.5 and true, none of which is a rank."""
+        for name in ("rank", "steps", "prefix_length", "reduction_factor"):
+            _check_number(name, getattr(self, name), int, "a whole number, 1 or more", lambda v: v >= 1)
+        _check_number("alpha", self.alpha, (int, float), "a finite number above 0", lambda v: 0 < v < math.inf)
+        _check_number("dropout", self.dropout, (int, float), "a number from 0 up to (not including) 1",
+                      lambda v: 0 <= v < 1)  # fmt: skip
         if self.bottleneck_style not in BOTTLENECK_STYLES:
             raise InputError(f"--bottleneck-style {self.bottleneck_style!r}: choose {' or '.join(BOTTLENECK_STYLES)}")
+
+
+def _check_number(name: str, value: object, kind: type | tuple[type, ...], rule: str, within: Callable) -> None:
+    """Raise InputError unless `value` is a `kind` (a bool is not a number here) for which `within` holds."""
+    if isinstance(value, bool) or not isinstance(value, kind) or not within(value):
+        flag = f" (--{name.replace('_', '-')})" if name not in ("alpha", "dropout") else ""  # those two have no flag
+        raise InputError(f"adapter option {name}{flag} = {value!r}: use {rule}")
 
 
 @dataclass(frozen=True)
@@ -84,6 +104,10 @@ def trainables_in_fp32(model: torch.nn.Module) -> None:
 
 def trained_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Trainable parameters, and the buffers of modules that own one (a trained batch norm's statistics)."""
+    return {name: tensor.detach().cpu().contiguous() for name, tensor in _trained(model).items()}
+
+
+def _trained(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     tensors, seen = {}, set()  # a tied weight (embeddings = output layer) is saved once, like named_parameters()
     for prefix, module in model.named_modules():
         own = {k: p for k, p in module.named_parameters(recurse=False) if id(p) not in seen}
@@ -92,7 +116,7 @@ def trained_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
             skip = module._non_persistent_buffers_set
             buffers = {k: b for k, b in module.named_buffers(recurse=False) if k not in skip}
             named = {k: p for k, p in own.items() if p.requires_grad} | buffers
-            tensors |= {f"{prefix}.{k}" if prefix else k: v.detach().cpu().contiguous() for k, v in named.items()}
+            tensors |= {f"{prefix}.{k}" if prefix else k: v for k, v in named.items()}
     return tensors
 
 
@@ -107,14 +131,43 @@ def save_trainable(model: torch.nn.Module, directory: Path, method: str) -> None
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n")
 
 
+def read_tensors(directory: Path) -> dict[str, torch.Tensor]:
+    """The weights of the adapter in `directory`, from safetensors only (see `weights_manifest` for what it refuses).
+
+    Raises CorruptAdapterError when the file cannot be read.
+    """
+    weights_manifest(directory)  # refuses pickled neighbours; a clear error for a missing or broken file
+    try:
+        return load_file(str(Path(directory) / WEIGHTS_FILE))
+    except SafetensorError as error:
+        raise CorruptAdapterError(f"{Path(directory) / WEIGHTS_FILE} is corrupt ({error}): {FIX}") from None
+
+
 def load_trainable(model: torch.nn.Module, directory: Path) -> torch.nn.Module:
-    """Put `save_trainable`'s tensors back into `model` (same architecture); any name it lacks is an error."""
-    tensors = load_file(str(directory / WEIGHTS_FILE))
-    unexpected = model.load_state_dict(tensors, strict=False).unexpected_keys
-    if unexpected:
-        raise ValueError(f"{directory}: {len(unexpected)} saved tensors fit no parameter of the backbone, "
-                         f"e.g. {unexpected[0]}: was it trained on another architecture?")  # fmt: skip
+    """Put `save_trainable`'s tensors back into `model` (the backbone, the method attached as it was saved).
+
+    The weights must hold exactly what the attached method trains (what `save_trainable` saved from it), or for a
+    model with nothing trainable (the baselines load into the bare backbone) the tensors its config lists, at the
+    model's shapes: otherwise CorruptAdapterError names the missing, unexpected or reshaped ones, so nothing is
+    left at its initial value unnoticed.
+    """
+    state = model.state_dict()
+    names = set(_trained(model)) or set(read_config(directory).get("tensors", ()))
+    expected = {name: list(state[name].shape) for name in names if name in state}
+    check_tensors(directory, weights_manifest(directory), expected, "what its method puts in this model")
+    model.load_state_dict(read_tensors(directory), strict=False)
     return model.eval()
+
+
+def saved_options(directory: Path) -> AdapterOptions:
+    """The options `save_trainable` recorded; CorruptAdapterError when they are not `AdapterOptions` fields."""
+    options = read_config(directory).get("options", {})
+    try:
+        return AdapterOptions(**options)
+    except (TypeError, ValueError) as error:
+        raise CorruptAdapterError(
+            f"{Path(directory) / CONFIG_FILE}: options that do not fit ({error}): {FIX}"
+        ) from None
 
 
 def own_files_method(
@@ -123,7 +176,6 @@ def own_files_method(
     """A method saved in our own files: loading re-attaches it with its saved options, then fills in the tensors."""
 
     def load(backbone: FrozenBackbone, directory: Path) -> torch.nn.Module:
-        options = json.loads((directory / CONFIG_FILE).read_text()).get("options", {})
-        return load_trainable(attach(backbone, AdapterOptions(**options)), directory)
+        return load_trainable(attach(backbone, saved_options(directory)), directory)
 
     return AdapterMethod(name, description, attach, partial(save_trainable, method=name), load)

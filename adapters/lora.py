@@ -12,6 +12,7 @@ from pathlib import Path
 import peft
 import torch
 
+from speechpeft.adapter_dir import CONFIG_FILE, FIX, CorruptAdapterError, check_tensors, read_config, weights_manifest
 from speechpeft.adapters.base import AdapterMethod, AdapterOptions, register_method
 from speechpeft.backbones import FrozenBackbone
 
@@ -55,7 +56,49 @@ def save_peft(model: torch.nn.Module, directory: Path) -> None:
 def load_peft(
     backbone: FrozenBackbone, directory: Path, model_class: type[peft.PeftModel] = peft.PeftModel
 ) -> torch.nn.Module:
-    return model_class.from_pretrained(backbone.model, str(directory)).eval()
+    """The PEFT adapter in `directory` on the backbone, as `PeftModel.from_pretrained` builds it, with its weights
+    checked first: they must hold exactly the tensors, at the shapes, that PEFT saves for this config attached to
+    this backbone (PEFT would only warn, or fail on a missing head, and leave the rest at their initial values).
+
+    Raises CorruptAdapterError for a malformed config, one whose targets this backbone lacks, or weights that
+    do not match.
+    """
+    model = _attach_saved(backbone, directory, model_class)
+    found, (plain, embedded) = weights_manifest(directory), (_saved_shapes(model, e) for e in (False, True))
+    # PEFT adds the embeddings when it judges the vocabulary resized (asking the Hub for the base config, which a
+    # load must not): they may be there or not
+    expected = plain | {name: shape for name, shape in embedded.items() if name in found}
+    check_tensors(directory, found, expected, "what its config attaches to this backbone")
+    model.load_adapter(str(directory), "default")
+    return model.eval()
+
+
+def _saved_shapes(model: peft.PeftModel, embeddings: bool) -> dict[str, list[int]]:
+    """The name and shape of each tensor `save_pretrained` writes for `model` (AdaLoRA's pruned by the config's rank
+    pattern), with or without the embeddings. The full state is passed in, so PEFT does not warn (as for a ZeRO-3
+    shard) about AdaLoRA matrices pruned to rank 0."""
+    try:
+        saved = peft.get_peft_model_state_dict(model, state_dict=model.state_dict(), save_embedding_layers=embeddings)
+    except NotImplementedError:  # `get_input_embeddings` of a model without token embeddings (wav2vec2, HuBERT)
+        if not embeddings:
+            raise
+        return _saved_shapes(model, embeddings=False)
+    return {name: list(tensor.shape) for name, tensor in saved.items()}
+
+
+def _attach_saved(backbone: FrozenBackbone, directory: Path, model_class: type[peft.PeftModel]) -> peft.PeftModel:
+    """The backbone wrapped with the adapter its `adapter_config.json` describes, weights not yet loaded."""
+    read_config(directory)  # a clear error for a missing or malformed file, before PEFT reads it
+    try:
+        config = peft.PeftConfig.from_pretrained(str(directory))
+    except (TypeError, ValueError, KeyError) as error:
+        raise CorruptAdapterError(f"{directory / CONFIG_FILE} is not a PEFT config ({error}): {FIX}") from None
+    config.inference_mode = True
+    try:
+        return model_class(backbone.model, config)
+    except ValueError as error:  # e.g. "Target modules {...} not found in the base model"
+        raise CorruptAdapterError(f"adapter {directory} does not fit {backbone.source} ({error}); was it trained "
+                                  "on another backbone?") from None  # fmt: skip
 
 
 register_method(AdapterMethod("lora", "low-rank updates of the attention projections (PEFT)", attach_lora,

@@ -173,13 +173,15 @@ def _warn_random_weights(source: str, task: TaskModel, missing: Iterable[str]) -
 
 
 def _hub_kwargs(source: str, cache_dir: str | os.PathLike | None) -> dict[str, Any]:
+    """What every `from_pretrained` of a backbone gets: never a checkpoint's own Python code (said explicitly, so no
+    default of a library version can turn it on), and no network for a local directory or offline."""
     local = Path(source).is_dir()
-    return {"cache_dir": cache_dir, "local_files_only": local or hub_offline()}
+    return {"cache_dir": cache_dir, "local_files_only": local or hub_offline(), "trust_remote_code": False}
 
 
 def _load_config(source: str, hub_kwargs: dict[str, Any]) -> transformers.PretrainedConfig:
     try:
-        return transformers.AutoConfig.from_pretrained(source, trust_remote_code=False, **hub_kwargs)
+        return transformers.AutoConfig.from_pretrained(source, **hub_kwargs)
     except (OSError, ValueError) as error:
         raise BackboneNotFoundError(_not_found_message(source, hub_kwargs, error)) from error
 

@@ -2,11 +2,12 @@
 
 Resumable: a cell whose `result.json` says "ok", for the same settings and corpus, is skipped, so a killed
 run loses at most the cells that were running; failed cells are run again unless `retry_failed` is off, and a
-result for other settings (an edited preset) is run again. Each cell runs in a fresh process, forked from a
-server that imported the libraries once: no state or memory carries from one cell to the next, so peak memory
-is the cell's own. A crash that kills a process (out of memory, a segfault in native code) breaks the pool:
-every cell running at that moment is recorded as failed ("WorkerDied", retried on the next run), a new pool
-starts, and the grid goes on. Torch threads are the machine's cores shared among the workers.
+result for other settings (an edited preset) is run again, as is one scored under another version of the text
+normaliser (`leaderboard.normalize`: its WER or CER would not compare with the others'). Each cell runs in a
+fresh process, forked from a server that imported the libraries once: no state or memory carries from one cell
+to the next, so peak memory is the cell's own. A crash that kills a process (out of memory, a segfault in native
+code) breaks the pool: every cell running at that moment is recorded as failed ("WorkerDied", retried on the next
+run), a new pool starts, and the grid goes on. Torch threads are the machine's cores shared among the workers.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from speechpeft.leaderboard.cell import RESULT, SCHEMA, describe, result_path, run_cell, write_json
 from speechpeft.leaderboard.grid import Cell, Grid
+from speechpeft.leaderboard.normalize import NORMALIZER
 from speechpeft.leaderboard.progress import Board
 
 
@@ -48,18 +50,28 @@ def build_corpora(grid: Grid, quiet: bool = False) -> None:
 
 
 def pending(cells: list[Cell], out: Path, retry_failed: bool) -> tuple[list[Cell], list[dict]]:
-    """(cells to run, results already there): "ok" results are kept; failed ones too unless retried."""
-    todo, done = [], []
+    """(cells to run, results already there): "ok" results are kept; failed ones too unless retried. A result
+    scored under another normaliser is run again (said on stderr, with how many)."""
+    todo, done, stale = [], [], 0
     for cell in cells:
         result = read_result(result_path(out, cell))
         same = (
             result is not None and result.get("settings") == cell.settings and result.get("corpus") == str(cell.corpus)
         )
-        if same and (result["status"] == "ok" or not retry_failed):
+        stale += same and not scored_now(result)
+        if same and scored_now(result) and (result["status"] == "ok" or not retry_failed):
             done.append(result)
         else:
             todo.append(cell)
+    if stale:
+        print(f"{stale} of {len(cells)} cells were scored under a text normaliser other than {NORMALIZER}: they "
+              "count as not done, to run again", file=sys.stderr, flush=True)  # fmt: skip
     return todo, done
+
+
+def scored_now(result: dict) -> bool:
+    """Whether `result`'s scores went through today's normaliser, or through none (classification, a failure)."""
+    return (result.get("run") or {}).get("normalizer") in (None, NORMALIZER)
 
 
 def read_result(path: Path) -> dict | None:
@@ -81,10 +93,16 @@ def run_grid(grid: Grid, options: RunOptions) -> list[dict]:
 
 def all_results(out: Path, first: list[dict]) -> list[dict]:
     """Every cell result under `out`: `first` (this grid's, in order), then those of earlier runs with other flags
-    (`--tasks`, `--seeds`), so a narrowed rerun does not drop the rest from the report."""
+    (`--tasks`, `--seeds`), so a narrowed rerun does not drop the rest from the report; not those scored under an
+    other normaliser, whose scores would not compare (said on stderr, with how many)."""
     seen = {r["id"] for r in first}
-    others = [read_result(p) for p in sorted(out.glob(f"cells/**/{RESULT}"))]
-    return [*first, *(r for r in others if r is not None and r["id"] not in seen)]
+    found = (read_result(p) for p in sorted(out.glob(f"cells/**/{RESULT}")))
+    others = [r for r in found if r is not None and r["id"] not in seen]
+    stale = [r for r in others if not scored_now(r)]
+    if stale:
+        print(f"left out of the report, scored under a text normaliser other than {NORMALIZER}: "
+              + ", ".join(r["id"] for r in stale), file=sys.stderr, flush=True)  # fmt: skip
+    return [*first, *(r for r in others if scored_now(r))]
 
 
 def _run_all(todo: list[Cell], options: RunOptions, board: Board) -> list[dict]:

@@ -66,8 +66,14 @@ def load_trained(
     directory: Path, precision: str | None = None, device: str | None = None, window_seconds: float | None = None
 ) -> tuple[Task, torch.nn.Module, dict]:
     """(task, model, record) for an adapter directory: its backbone loaded frozen (at `precision` and Whisper
-    encoder window `window_seconds`, by default those it trained at), the adapter on top, eval mode."""
-    from speechpeft.adapter_dir import read_record
+    encoder window `window_seconds`, by default those it trained at), the adapter on top, eval mode.
+
+    Raises CorruptAdapterError (an InputError) for files that do not hold together, checked before the backbone
+    loads (a record naming no backbone, task or method; a weights file unreadable, beside pickled files, or unlike
+    the tensors its record lists; a config of another method) and after (weights that do not fit the method
+    attached to this backbone: see the method's `load`).
+    """
+    from speechpeft.adapter_dir import check_adapter, read_record
     from speechpeft.adapters.catalog import METHODS
     from speechpeft.backbones import load_frozen
     from speechpeft.backbones.fingerprint import warn_other_weights
@@ -75,15 +81,16 @@ def load_trained(
     from speechpeft.train_options import backbone_kind
 
     record = read_record(directory)
-    entry = TASKS.get(record["task"])
+    check_adapter(directory, record)
+    method, entry = METHODS.get(record["method"]), TASKS.get(record["task"])
     window = window_seconds or record.get("options", {}).get("window_seconds")
     kind = backbone_kind(entry.kind, record.get("options", {}).get("classifier"))
-    labels = record["labels"] if kind == "classify" else None  # a decoder classifier has no head to size
-    backbone = load_frozen(record["backbone"], kind, precision or record["precision"], device=device, labels=labels,
-                           window_seconds=window)  # fmt: skip
+    labels = record.get("labels") if kind == "classify" else None  # a decoder classifier has no head to size
+    backbone = load_frozen(record["backbone"], kind, precision or record.get("precision", "auto"), device=device,
+                           labels=labels, window_seconds=window)  # fmt: skip
     warn_other_weights(record, backbone.source, directory)
-    model = METHODS.get(record["method"]).load(backbone, Path(directory))
-    return entry.build(backbone, record["labels"]), model, record
+    model = method.load(backbone, Path(directory))
+    return entry.build(backbone, record.get("labels")), model, record
 
 
 def evaluate_adapter(options) -> dict:

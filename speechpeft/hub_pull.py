@@ -12,13 +12,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from speechpeft.adapter_dir import RECORD, read_record
+from speechpeft.adapter_dir import PICKLE_SUFFIXES, RECORD, check_adapter, read_record
 from speechpeft.errors import InputError
 from speechpeft.hub_client import HUB_PREFIX, check_repo_id, hub_api, hub_errors, quiet_progress
 
 DOWNLOADED = ["*.safetensors", "*.json"]
-# files that unpickle (or may) when loaded: torch.save/pickle/joblib, NumPy object arrays
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz", ".msgpack", ".h5")
 
 
 def pull_adapter(repo_id: str, *, revision: str | None = None, token: str | None = None, endpoint: str | None = None,
@@ -72,17 +70,18 @@ def _check_files(repo_id: str, files: list[str]) -> None:
 
 
 def _install(snapshot: Path, target: Path, hub: dict) -> None:
-    """Copy the snapshot into the store atomically, its record noting where it came from."""
-    from speechpeft.directories import replace_directory, staging_directory
+    """Copy the snapshot into the store atomically, its record noting where it came from, once its files are
+    checked to hold together (`adapter_dir.check_adapter`: a CorruptAdapterError leaves the store as it was)."""
+    from speechpeft.directories import staged_replacement
 
-    tmp = staging_directory(target.resolve())
-    tmp.mkdir(parents=True)
-    for path in snapshot.glob("*"):
-        if path.is_file():
-            shutil.copyfile(path, tmp / path.name)
-    record = json.loads((tmp / RECORD).read_text())
-    (tmp / RECORD).write_text(json.dumps({**record, "pulled_from": hub}, indent=1) + "\n")
-    replace_directory(tmp, target.resolve())
+    with staged_replacement(target.resolve()) as staged:
+        staged.mkdir(parents=True)
+        for path in snapshot.glob("*"):
+            if path.is_file():
+                shutil.copyfile(path, staged / path.name)
+        record = read_record(staged)
+        check_adapter(staged, record)
+        (staged / RECORD).write_text(json.dumps({**record, "pulled_from": hub}, indent=1) + "\n")
 
 
 def backbone_architecture(backbone: str) -> dict:

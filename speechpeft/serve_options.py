@@ -79,6 +79,13 @@ class ServeOptions:
         metadata=_help("seconds a client may take to send a request body; slower gets 408"),
     )
     max_connections: int = field(default=256, metadata=_help("open connections at once; more get uvicorn's plain 503"))
+    allow_adapter_paths: bool = field(
+        default=False,
+        metadata=_help("let POST /v1/adapters load any directory the server can read, by `path` (trusted clients)"),
+    )
+    pull_from_hub: bool = field(
+        default=False, metadata=_help("let requests name Hub repos the store lacks, which the server then downloads")
+    )
     precision: str = field(default="auto", metadata=_help("fp32, bf16, int8 or auto"))
     device: str | None = field(default=None, metadata=_help("torch device, e.g. cpu or cuda:0 (default: the best)"))
 
@@ -86,8 +93,10 @@ class ServeOptions:
         object.__setattr__(self, "api_key", self.api_key or os.environ.get(API_KEY_ENV) or None)
         if not 0 <= self.port <= 65535:
             raise InputError(f"--port {self.port}: use 0-65535")
-        if self.max_bytes < 1 or self.max_batch_size < 1 or self.max_wait_ms < 0:
-            raise InputError("--max-bytes and --max-batch-size must be positive, --max-wait-ms at least 0")
+        if self.max_bytes < 1 or self.max_batch_size < 1:
+            raise InputError("--max-bytes and --max-batch-size must be positive")
+        if not 0 <= self.max_wait_ms < math.inf:  # nan fails both comparisons; inf would hold a batch for ever
+            raise InputError(f"--max-wait-ms {self.max_wait_ms}: use a finite number of milliseconds, 0 or more")
         if self.precision not in PRECISIONS:
             raise InputError(f"--precision {self.precision!r}: choose {', '.join(PRECISIONS)}")
         if self.max_connections < 1 or not 0 < self.max_upload_mib < math.inf:

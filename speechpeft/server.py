@@ -2,7 +2,8 @@
 
 The server only translates: each request becomes a bank call, and concurrent requests naming different adapters
 are batched (`speechpeft.batching`) into one mixed call, one adapter per sample. The bank does the model work.
-The `model` of a request is an adapter name (`asr/lora-a`, resident or in the store) or `__base__`.
+The `model` of a request is an adapter name (`asr/lora-a`, resident, in the store or on the Hub) or `__base__`,
+never a path (`server_names`).
 """
 
 from __future__ import annotations
@@ -30,15 +31,15 @@ from speechpeft.audio_input import AudioInputError
 from speechpeft.audio_input import decode_audio as read_audio
 from speechpeft.batching import DynamicBatcher, QueueFull, RequestTimeout
 from speechpeft.errors import MissingInputError
-from speechpeft.serve_options import ServeOptions, ServerLimits
+from speechpeft.serve_options import MIB, ServeOptions, ServerLimits
 from speechpeft.server_admin import add_admin_routes
 from speechpeft.server_errors import ApiError, add_error_handlers
 from speechpeft.server_guards import BodyLimit, hide_secret
 from speechpeft.server_metrics import ServerMetrics
+from speechpeft.server_names import check_name
 from speechpeft.text_input import TextInputError, clean_text
 
 SAMPLE_RATE = AdapterBank.sample_rate  # Hz: what every audio input is decoded to, checked after decoding
-MAX_UPLOAD_BYTES = 25 * 1024 * 1024  # 25 MiB, OpenAI's limit for an audio upload
 TRANSCRIPTION_FORMATS = ("json", "text", "verbose_json")
 SPEECH_FORMATS = {"wav": "audio/wav", "pcm": "audio/pcm"}
 ENGLISH = (None, "", "en", "english")
@@ -54,10 +55,12 @@ class SpeechRequest(BaseModel):
 
 def create_app(
     bank: AdapterBank, *, api_key: str | None = None, max_batch_size: int = 8, max_wait_ms: float = 10.0,
-    limits: ServerLimits | None = None,
+    limits: ServerLimits | None = None, allow_adapter_paths: bool = False, pull_from_hub: bool = False,
 ) -> FastAPI:  # fmt: skip
     """The app over `bank`; with `api_key`, every path but /health needs `Authorization: Bearer KEY`; `limits` bound
-    body sizes, upload time, queues and waits (default: `ServerLimits()`)."""
+    body sizes, upload time, queues and waits (default: `ServerLimits()`); `allow_adapter_paths` lets POST
+    /v1/adapters load a directory by `path`, `pull_from_hub` lets a request name a Hub repo the store lacks (off:
+    clients name adapters of the store only; see `server_names`)."""
     limits = limits or ServerLimits()
     metrics = ServerMetrics(bank, max_batch_size)
     batchers = {
@@ -76,7 +79,8 @@ def create_app(
 
     app = FastAPI(title="speechpeft", version=__version__, lifespan=lifespan)
     app.state.bank, app.state.batchers, app.state.metrics, app.state.limits = bank, batchers, metrics, limits
-    app.state.started = time.time()
+    app.state.started, app.state.allow_adapter_paths = time.time(), allow_adapter_paths
+    app.state.pull_from_hub = pull_from_hub
     add_error_handlers(app)
     app.add_middleware(BodyLimit, limits=limits)  # inside the next: refused bodies are counted, and need the key
     app.middleware("http")(_metered_and_authorised(metrics, api_key))
@@ -105,8 +109,10 @@ def _batcher(
 
 
 async def _answer(request: Request, operation: str, item: tuple[Any, str], group: Any = None) -> Any:
-    """The bank's answer for one request, via its batcher; an adapter that does not exist is a 404 on `model`, a
-    full queue or a timeout before the computation began a 503 (try again), a timeout during it a 504."""
+    """The bank's answer for one request, via its batcher; a `model` that names a path is a 403, an adapter that
+    does not exist a 404 on `model`, a full queue or a timeout before the computation began a 503 (try again), a
+    timeout during it a 504."""
+    await run_in_threadpool(check_name, request.app.state.bank, item[1], "model", request.app.state.pull_from_hub)
     try:
         return await request.app.state.batchers[operation].submit(item, group)
     except MissingInputError as error:
@@ -180,7 +186,7 @@ async def transcriptions(
     if temperature > 0 or not 1 <= num_beams <= 16:
         raise ApiError(400, "decoding is greedy or beam search: send temperature 0 (or none) and num_beams 1-16",
                        param="temperature" if temperature > 0 else "num_beams")  # fmt: skip
-    audio = await _read_audio(file)
+    audio = await _read_audio(file, request.app.state.limits)
     text = await _answer(request, "transcribe", (audio, model), num_beams)
     if response_format == "text":
         return PlainTextResponse(text)
@@ -213,14 +219,18 @@ async def classify(
     request: Request, file: Annotated[UploadFile, File()], model: Annotated[str, Form()]
 ) -> dict[str, Any]:
     """A classify adapter's answer for one clip: `{"label", "confidence", "scores": {label: probability}}`."""
-    audio = await _read_audio(file)
+    audio = await _read_audio(file, request.app.state.limits)
     return await _answer(request, "classify", (audio, model))
 
 
-async def _read_audio(file: UploadFile) -> np.ndarray:
-    data = await file.read(MAX_UPLOAD_BYTES + 1)
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise ApiError(413, f"the file is over {MAX_UPLOAD_BYTES // 2**20} MiB", param="file")
+async def _read_audio(file: UploadFile, limits: ServerLimits) -> np.ndarray:
+    """The upload's samples; ApiError 413 on `file` past `limits.max_upload_bytes` (`--max-upload-mib`), which the
+    body limit lets through by up to `FORM_BYTES` (the form around the file)."""
+    limit = limits.max_upload_bytes
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise ApiError(413, f"the file is over {limit / MIB:g} MiB, this server's limit (--max-upload-mib)",
+                       param="file", code="file_too_large")  # fmt: skip
     return await run_in_threadpool(decode_audio, data)
 
 
@@ -251,7 +261,8 @@ def serve(options: ServeOptions) -> int:
     for name in options.adapters:
         bank.load(name, pin=True)
     app = create_app(bank, api_key=options.api_key, max_batch_size=options.max_batch_size,
-                     max_wait_ms=options.max_wait_ms, limits=options.limits())  # fmt: skip
+                     max_wait_ms=options.max_wait_ms, limits=options.limits(),
+                     allow_adapter_paths=options.allow_adapter_paths, pull_from_hub=options.pull_from_hub)  # fmt: skip
     config = uvicorn.Config(app, host=options.host, port=options.port, log_level="info",
                             limit_concurrency=options.max_connections)  # fmt: skip
     hide_secret(options.api_key)  # after uvicorn.Config set up its log handlers

@@ -17,11 +17,12 @@ from speechpeft.adapters.bank import BASE
 from speechpeft.errors import MissingInputError
 from speechpeft.server_errors import ApiError
 from speechpeft.server_metrics import ServerMetrics
+from speechpeft.server_names import check_name, refuse_path
 
 
 class LoadRequest(BaseModel):
-    name: str  # a store name; with `path`, the name the adapter is resident under
-    path: str | None = None  # an adapter directory
+    name: str  # a store name or Hub repo id; with `path`, the name the adapter is resident under
+    path: str | None = None  # an adapter directory: refused (403) unless the app allows adapter paths
     pin: bool = False  # never evicted
 
 
@@ -75,12 +76,17 @@ async def list_adapters(request: Request) -> dict[str, Any]:
 
 
 async def load_adapter(request: Request, body: LoadRequest) -> dict[str, Any]:
-    """Make an adapter resident: a store name, or a directory (`path`) resident under `name`."""
+    """Make an adapter resident: a store name, a Hub repo id (where the app pulls from the Hub), or (where the app
+    allows adapter paths) a directory (`path`) resident under `name`; a path otherwise, or a `name` that is one,
+    is a 403."""
     bank = request.app.state.bank
     if body.path is None:
+        await run_in_threadpool(check_name, bank, body.name, "name", request.app.state.pull_from_hub)
         info = await run_in_threadpool(lambda: bank.load(body.name, pin=body.pin))
-    else:
+    elif request.app.state.allow_adapter_paths:
         info = await run_in_threadpool(lambda: bank.load(body.path, name=body.name, pin=body.pin))
+    else:
+        raise refuse_path()
     return _info(info)
 
 

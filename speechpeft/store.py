@@ -1,21 +1,32 @@
 """The local adapter store: adapters by name (`asr/lora-flite-awb`) under one directory the user can set.
 
 The directory is `--store`, else `$SPEECHPEFT_ADAPTERS`, else `~/.local/share/speechpeft/adapters`. An
-adapter's name is its path below the store; any directory holding a `speechpeft.json` is an adapter.
+adapter's name is its path below the store; any directory holding a `speechpeft.json` is an adapter, except
+what an interrupted save leaves (`NAME.tmp`, `NAME.old`: see `directories`), which is never listed. Names stay
+inside the store: no `..`, no absolute paths, no links that lead out.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
-from speechpeft.adapter_dir import RECORD
+from speechpeft.adapter_dir import RECORD, CorruptAdapterError, read_record
+from speechpeft.directories import (
+    RESERVED_SUFFIXES,
+    RETIRED_SUFFIX,
+    STAGING_SUFFIX,
+    recover_directory,
+    staged_path,
+    writer_lock,
+)
 from speechpeft.errors import InputError, MissingInputError
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*(/[a-z0-9][a-z0-9_.-]*)*$")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*(/[a-z0-9][a-z0-9_.-]*)*")  # fullmatch: `$` also matches before a newline
 
 
 def store_root(store: str | os.PathLike | None = None) -> Path:
@@ -27,42 +38,77 @@ def store_root(store: str | os.PathLike | None = None) -> Path:
 
 
 def adapter_path(name: str, store: str | os.PathLike | None = None) -> Path:
-    """Where adapter `name` lives in the store (it need not exist yet)."""
-    if not _NAME.match(name):
+    """Where adapter `name` lives in the store (it need not exist yet).
+
+    Raises InputError for a name that is not lowercase words joined by '/', with a part ending in a suffix the
+    store's saves use for themselves, or that leads out of the store through a link.
+    """
+    if not _NAME.fullmatch(name):
         raise InputError(f"adapter name {name!r}: use lowercase words joined by '/', e.g. asr/lora-flite-awb")
-    return store_root(store) / name
+    if any(part.endswith(RESERVED_SUFFIXES) for part in name.split("/")):
+        raise InputError(f"adapter name {name!r}: no part may end in {', '.join(RESERVED_SUFFIXES)} (the store's "
+                         "own names for saves in progress); pick another name")  # fmt: skip
+    root = store_root(store)
+    path = root / name
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise InputError(f"adapter {name!r} leads out of the store {root} (to {path.resolve()}) through a link: "
+                         "refusing it; move the adapter into the store")  # fmt: skip
+    return path
 
 
 def list_adapters(store: str | os.PathLike | None = None) -> list[dict]:
-    """One summary per stored adapter, sorted by name."""
+    """One summary per stored adapter, sorted by name.
+
+    Saves interrupted between their two renames are recovered first; half-written saves are not listed, nor (with
+    a warning naming it) an adapter whose record is unreadable.
+    """
     root = store_root(store)
-    records = sorted(root.rglob(RECORD)) if root.exists() else []
-    return [_summary(root, path) for path in records]
+    if not root.exists():
+        return []
+    for retired in root.rglob(f"*{RETIRED_SUFFIX}"):
+        recover_directory(retired.with_name(retired.name.removesuffix(RETIRED_SUFFIX)))
+    records = [path for path in sorted(root.rglob(RECORD)) if not _leftover(path.parent.relative_to(root))]
+    return list(_summaries(root, records))
 
 
-def _summary(root: Path, record_path: Path) -> dict:
-    record = json.loads(record_path.read_text())
-    directory = record_path.parent
+def _leftover(relative: Path) -> bool:
+    """Whether a directory below the store is (inside) what an interrupted save left."""
+    return any(part.endswith((STAGING_SUFFIX, RETIRED_SUFFIX)) for part in relative.parts)
+
+
+def _summaries(root: Path, records: list[Path]) -> Iterator[dict]:
+    for path in records:
+        name = path.parent.relative_to(root).as_posix()
+        try:
+            yield _summary(name, path.parent)
+        except CorruptAdapterError as error:
+            warnings.warn(f"{error}; not listed (`speechpeft adapters rm {name}` removes it)", stacklevel=2)
+
+
+def _summary(name: str, directory: Path) -> dict:
+    record = read_record(directory)
     size = sum(p.stat().st_size for p in directory.glob("*.safetensors"))
-    return {"name": directory.relative_to(root).as_posix(), "task": record.get("task"),
-            "method": record.get("method"), "backbone": record.get("backbone"),
-            "trainable_parameters": record.get("trainable_parameters"), "size_bytes": size,
-            "validation": record.get("validation", {})}  # fmt: skip
+    described = {key: record.get(key) for key in ("task", "method", "backbone", "trainable_parameters")}
+    return {"name": name, **described, "size_bytes": size, "validation": record.get("validation", {})}
 
 
 def show_adapter(name: str, store: str | os.PathLike | None = None) -> dict:
     directory = _existing(name, store)
-    return {"name": name, "path": str(directory), **json.loads((directory / RECORD).read_text())}
+    return {"name": name, "path": str(directory), **read_record(directory)}
 
 
 def remove_adapter(name: str, store: str | os.PathLike | None = None) -> Path:
+    """Delete adapter `name` (after any save of it in progress), and what an interrupted save of it left."""
     directory = _existing(name, store)
-    shutil.rmtree(directory)
+    with writer_lock(directory):
+        shutil.rmtree(directory)
+        shutil.rmtree(staged_path(directory), ignore_errors=True)
     return directory
 
 
 def _existing(name: str, store: str | os.PathLike | None) -> Path:
     directory = adapter_path(name, store)
+    recover_directory(directory)
     if not (directory / RECORD).exists():
         known = ", ".join(a["name"] for a in list_adapters(store)) or "none"
         raise MissingInputError(f"no adapter {name!r} in {store_root(store)}; stored adapters: {known}")
@@ -70,12 +116,17 @@ def _existing(name: str, store: str | os.PathLike | None) -> Path:
 
 
 def resolve_adapter(name_or_path: str | os.PathLike, store: str | os.PathLike | None = None) -> Path:
-    """An adapter directory given as a path, or as a name in the store."""
+    """An adapter directory given as a path, or as a name in the store (see `adapter_path` for what it refuses)."""
     path = Path(name_or_path)
+    if path.name:  # not '', '.', '/': no directory of those names has a retired copy to put back
+        recover_directory(path)
     if (path / RECORD).exists():
         return path
-    if _NAME.match(str(name_or_path)) and (store_root(store) / str(name_or_path) / RECORD).exists():
-        return store_root(store) / str(name_or_path)
+    if _NAME.fullmatch(str(name_or_path)):
+        stored = adapter_path(str(name_or_path), store)
+        recover_directory(stored)
+        if (stored / RECORD).exists():
+            return stored
     raise MissingInputError(
         f"{str(name_or_path)!r} is neither an adapter directory (with {RECORD}) nor an adapter in the store "
         f"{store_root(store)}; `speechpeft adapters list` shows the stored ones"

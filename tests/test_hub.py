@@ -20,6 +20,7 @@ import soundfile as sf
 import torch
 from huggingface_hub import HfApi, ModelCard, constants
 
+from speechpeft.adapter_dir import CorruptAdapterError
 from speechpeft.adapters.bank import BASE, AdapterBank
 from speechpeft.adapters.base import AdapterOptions
 from speechpeft.adapters.random_init import save_random_adapters
@@ -170,6 +171,18 @@ def test_other_weights_warn_naming_both_and_another_architecture_is_refused(stor
     )
     assert json.loads((path / "speechpeft.json").read_text())["pulled_from"]["repo_id"] == "local-user/other-weights"
     assert not (tmp_path / "pulled" / "local-user" / "other-arch").exists()
+
+
+def test_a_pulled_adapter_whose_files_do_not_hold_together_is_not_installed(store, tmp_path, online):
+    """A record listing a tensor the weights file lacks (edited, or an upload cut short): refused, store intact."""
+    adapter = store / "asr" / "lora"
+    listed = json.loads((adapter / "speechpeft.json").read_text())["tensors"]
+    with LocalHub(tmp_path / "hub") as hub:
+        _upload_with_record(hub, adapter, "local-user/torn", tmp_path, tensors={**listed, "lost.weight": [4, 4]})
+        with pytest.raises(CorruptAdapterError, match=r"does not match the tensors its speechpeft.json lists: it "
+                                                      r"lacks lost.weight"):  # fmt: skip
+            pull_adapter("local-user/torn", endpoint=hub.endpoint, store=tmp_path / "pulled")
+    assert not list((tmp_path / "pulled").rglob("*.safetensors"))
 
 
 def test_private_repos_need_the_token_which_is_never_printed(store, tmp_path, online, monkeypatch, capsys):

@@ -171,13 +171,12 @@ def test_classify(served: Served, http: httpx.Client) -> None:
 def test_adapters_load_list_unload(store: Path, http: httpx.Client) -> None:
     info = http.post("/v1/adapters", json={"name": CHURN, "pin": True}).json()
     assert (info["name"], info["kind"], info["pinned"]) == (CHURN, "asr", True)
-    custom = http.post("/v1/adapters", json={"name": "mine/a", "path": str(store / "asr/lora-c")}).json()
-    assert (custom["name"], custom["method"]) == ("mine/a", "lora")
+    by_path = http.post("/v1/adapters", json={"name": "mine/a", "path": str(store / "asr/lora-c")})
+    assert_openai_error(by_path, 403, param="path", says="does not load adapters by path")  # see test_server_paths
     listing = http.get("/v1/adapters").json()
-    assert {CHURN, "mine/a"} <= {a["name"] for a in listing["resident"]}
+    assert CHURN in {a["name"] for a in listing["resident"]} and "mine/a" not in str(listing["resident"])
     assert {a["name"] for a in listing["stored"]} >= {*ASR, CHURN}
-    for name in (CHURN, "mine/a"):
-        assert http.delete(f"/v1/adapters/{name}").json() == {"id": name, "object": "adapter", "deleted": True}
+    assert http.delete(f"/v1/adapters/{CHURN}").json() == {"id": CHURN, "object": "adapter", "deleted": True}
     assert_openai_error(http.delete(f"/v1/adapters/{CHURN}"), 404, param="name", says="not resident")
     assert_openai_error(http.post("/v1/adapters", json={"name": "asr/nowhere"}), 404, says="asr/nowhere")
 

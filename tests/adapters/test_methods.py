@@ -181,7 +181,10 @@ def test_gradient_checkpointing_gives_the_same_gradients(method, tiny_backbone_d
 
 @pytest.mark.parametrize(
     ("override", "message"),
-    [({"bottleneck_style": "lstm"}, "choose pfeiffer or houlsby"), ({"prefix_length": 0}, "must be positive")],
+    [
+        ({"bottleneck_style": "lstm"}, "choose pfeiffer or houlsby"),
+        ({"prefix_length": 0}, r"prefix_length \(--prefix-length\) = 0: use a whole number"),
+    ],
 )
 def test_method_options_are_checked_before_any_work(override, message, tmp_path):
     with pytest.raises(ValueError, match=message):

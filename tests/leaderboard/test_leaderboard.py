@@ -33,7 +33,7 @@ def test_quick_preset_runs_every_cell_writes_the_report_and_resumes(tmp_path, mo
     assert wer["low"] <= wer["value"] <= wer["high"] and asr["evaluation"]["groups"]  # per voice
     assert asr["training"]["trainable_parameters"] > 0 and asr["training"]["adapter_bytes"] > 0
     assert asr["run"]["backbone_fingerprint"].startswith("sha256:") and asr["run"]["git_commit"]
-    assert asr["run"]["normalizer"] == "speechpeft-en-2" and asr["run"]["versions"]["peft"]
+    assert asr["run"]["normalizer"] == "speechpeft-en-3" and asr["run"]["versions"]["peft"]
     assert asr["evaluation"]["latency"]["rtfx"] > 0 and asr["training"]["peak_memory_bytes"] > 0
     tts = results["tts/speechpeft--tiny-speecht5/houlsby/seed-0"]
     assert {"ovrl_mos", "mcd", "cer"} <= set(tts["evaluation"]["metrics"]) and tts["run"]["listener_fingerprint"]

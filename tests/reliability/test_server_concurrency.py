@@ -76,7 +76,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         expected[version] = bank.transcribe(audio, adapter=f"reference-{version}")
         bank.unload(f"reference-{version}")
     assert len(set(expected.values())) == len(expected), expected  # every adapter answers differently
-    app = create_app(bank, api_key=KEY, max_batch_size=8, max_wait_ms=20)
+    app = create_app(bank, api_key=KEY, max_batch_size=8, max_wait_ms=20, allow_adapter_paths=True)
     with serving(app, graceful=10) as url:
         yield Served(url, clip, expected, {v: outside / v for v in VERSIONS})
 

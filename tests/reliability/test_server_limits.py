@@ -1,5 +1,6 @@
-"""The server's limits against a hostile or careless client: body sizes (declared and streamed), a slow body, a full
-queue, timeouts in the queue and in computation, the API key's comparison, and no secret in the logs.
+"""The server's limits against a hostile or careless client: body sizes (declared and streamed), the upload's own
+(`--max-upload-mib`), a slow body, a full queue, timeouts in the queue and in computation, the API key's comparison,
+and no secret in the logs.
 
 Most tests run a real uvicorn server on 127.0.0.1 over a stand-in bank whose transcriptions wait for a gate the
 test opens, so that queues fill and timeouts expire on cue, in seconds and without a model."""
@@ -14,13 +15,16 @@ import os
 import re
 import signal
 import socket
+import string
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -30,7 +34,7 @@ import pytest
 import soundfile as sf
 
 from speechpeft.batching import DynamicBatcher, QueueFull, RequestTimeout
-from speechpeft.serve_options import FORM_BYTES, ServeOptions, ServerLimits
+from speechpeft.serve_options import FORM_BYTES, MIB, ServeOptions, ServerLimits
 from speechpeft.server import create_app
 from speechpeft.server_guards import BodyLimit
 from tests.serving import serving
@@ -43,9 +47,9 @@ WAIT = 10  # seconds: the longest any step of these tests may take
 
 class GatedBank:
     """A stand-in bank: each transcription waits for `gate`, then answers `text of NAME`; `calls` records the
-    adapter names of every call. It holds no adapter."""
+    adapter names of every call. Every one-letter name is resident (the server serves only those and the store's)."""
 
-    sample_rate, default_backbone = 16_000, "none"
+    sample_rate, default_backbone, store = 16_000, "none", None
 
     def __init__(self) -> None:
         self.gate, self.calls = threading.Event(), []
@@ -62,7 +66,7 @@ class GatedBank:
         return []
 
     def resident(self) -> list:
-        return []
+        return [SimpleNamespace(name=letter) for letter in string.ascii_lowercase]
 
 
 @contextlib.contextmanager
@@ -123,6 +127,21 @@ def test_a_declared_body_over_the_limit_is_refused_and_the_server_keeps_serving(
         response = httpx.post(f"{url}/v1/audio/speech", json=speech, headers={"Authorization": f"Bearer {KEY}"})
         assert_error(response, 413, "request_too_large")
         assert transcribe(url, "a").json() == {"text": "text of a"}
+
+
+def test_a_file_over_max_upload_mib_is_refused_and_the_server_keeps_serving() -> None:
+    """`--max-upload-mib` bounds the file itself, not only the body: a file a byte over it (which the body limit
+    lets through, with the form's slack) is a 413 on `file`; one far over it (yet under the default 25 MiB) is
+    refused by the body limit before it is read."""
+    limits = ServeOptions(max_upload_mib=UPLOAD_LIMIT / MIB).limits()
+    with gated_server(**asdict(limits)) as (url, bank, _):
+        bank.gate.set()
+        response = transcribe(url, "a", b"\0" * (UPLOAD_LIMIT + 1))
+        assert_error(response, 413, "file_too_large")
+        assert response.json()["error"]["param"] == "file" and "0.0625 MiB" in response.json()["error"]["message"]
+        assert_error(transcribe(url, "a", b"\0" * MIB), 413, "request_too_large")
+        assert transcribe(url, "a").json() == {"text": "text of a"}
+        assert bank.calls == [["a"]]
 
 
 def test_a_streamed_body_is_refused_once_it_passes_the_limit() -> None:

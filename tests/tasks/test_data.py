@@ -58,7 +58,7 @@ def test_train_and_eval_on_a_hub_format_folder(hub_folder, tiny_backbone_dirs, t
                  "--eval-every", "2", "--batch-size", "3", "--quiet"]) == 0  # fmt: skip
     assert main(["eval", "--adapter", str(adapter), "--split", "test"]) == 0
     summary = json.loads((adapter / "eval" / "test" / "summary.json").read_text())
-    assert summary["utterances"] == 2 and summary["normalizer"] == "speechpeft-en-2"
+    assert summary["utterances"] == 2 and summary["normalizer"] == "speechpeft-en-3"
     assert {"wer", "cer", "rtfx"} <= set(summary["metrics"])
     records = (adapter / "eval" / "test" / "predictions.jsonl").read_text().splitlines()
     assert [json.loads(r)["reference"] for r in records] == SENTENCES[6:]
