@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -67,8 +68,8 @@ class DynamicBatcher:
         timeout_s: float | None = None,
     ) -> None:
         bad_queue, bad_timeout = max_queue is not None and max_queue < 1, timeout_s is not None and timeout_s <= 0
-        if max_batch_size < 1 or max_wait_ms < 0 or bad_queue or bad_timeout:
-            raise ValueError("max_batch_size and max_queue must be >= 1, max_wait_ms >= 0 and timeout_s > 0")
+        if max_batch_size < 1 or not 0 <= max_wait_ms < math.inf or bad_queue or bad_timeout:  # nan fails both
+            raise ValueError("max_batch_size and max_queue must be >= 1, max_wait_ms finite and >= 0, timeout_s > 0")
         self.run_batch, self.max_batch_size, self.max_wait_s = run_batch, max_batch_size, max_wait_ms / 1000
         self.max_queue, self.timeout_s = max_queue, timeout_s
         self._pending = 0  # requests submitted and not yet answered or given up: waiting, or in the running call

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import math
 import re
 import threading
 from collections.abc import Iterator
@@ -311,3 +312,10 @@ def test_batcher_refuses_after_close() -> None:
             await batcher.submit(1)
 
     asyncio.run(go())
+
+
+@pytest.mark.parametrize("wait", [math.nan, math.inf, -1.0])
+def test_batcher_refuses_a_wait_that_is_negative_or_not_finite(wait: float) -> None:
+    """nan passed `wait < 0` (False for nan) and inf too: a batch would wait for ever for its second request."""
+    with pytest.raises(ValueError, match="max_wait_ms finite and >= 0"):
+        DynamicBatcher(lambda values, group: values, max_wait_ms=wait)

@@ -21,6 +21,7 @@ KINDS = ("sentence", "command", "keyword")
 SPLITS = ("pretrain", "adapt", "test")
 RATE_RANGE = (0.85, 1.15)  # speaking-rate multipliers
 PITCH_RANGE = (0.8, 1.2)
+FACTOR_DECIMALS = 3  # rate and pitch are rounded, so the dataset's float32 columns give back the planned values
 WORDS_PER_SECOND = 2.9  # espeak-ng at 175 wpm, for sizing a corpus by hours
 PAUSE_SECONDS = 0.4  # lead-in and trailing silence the engines add
 
@@ -86,8 +87,8 @@ def plan_utterances(
         kind = rng.choices(kinds, [kind_weights[k] for k in kinds])[0]
         line, intent, slots, keyword = rng.choice((pools.test if split == "test" else pools.train)[kind])
         voice = rng.choice(list(voices) if split == "test" else by_group[split])
-        rate = round(rng.uniform(*RATE_RANGE), 3)
-        pitch = round(rng.uniform(*PITCH_RANGE), 3) if voice.native_pitch else 1.0
+        rate = round(rng.uniform(*RATE_RANGE), FACTOR_DECIMALS)
+        pitch = round(rng.uniform(*PITCH_RANGE), FACTOR_DECIMALS) if voice.native_pitch else 1.0
         yield Utterance(f"{index:07d}", line, kind, intent, slots, keyword, voice.id, voice.engine, voice.group,
                         split, rate, pitch)  # fmt: skip
 

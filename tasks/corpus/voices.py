@@ -32,7 +32,7 @@ class Voice:
     def command(self, text: str, wav: Path, rate: float, pitch: float) -> tuple[list[str], str | None]:
         """The argv that writes `text` to `wav`, and what to feed its stdin (None: nothing)."""
         if self.engine == "espeak-ng":
-            speed, pitch_value = round(ESPEAK_DEFAULT_WPM * rate), round(ESPEAK_DEFAULT_PITCH * pitch)
+            speed, pitch_value = espeak_settings(rate, pitch)
             return ["espeak-ng", "-v", self.name, "-s", str(speed), "-p", str(pitch_value), "-w", str(wav), text], None
         if self.engine == "flite":
             stretch = f"{1 / rate:.3f}"
@@ -57,6 +57,11 @@ class Voice:
     @property
     def native_pitch(self) -> bool:
         return self.engine == "espeak-ng"
+
+
+def espeak_settings(rate: float, pitch: float) -> tuple[int, int]:
+    """espeak-ng's speed (words per minute) and pitch (0..99) for the corpus's rate and pitch multipliers."""
+    return round(ESPEAK_DEFAULT_WPM * rate), round(ESPEAK_DEFAULT_PITCH * pitch)
 
 
 PRETRAIN_VOICES = tuple(

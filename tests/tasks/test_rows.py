@@ -53,7 +53,7 @@ def test_audio_length_comes_from_the_header(tmp_path, monkeypatch):
 
 def test_whisper_asr_leaves_out_and_counts_long_clips_and_texts(tiny_backbone_dirs, tmp_path):
     task = TASKS.get("asr").build(load_frozen(tiny_backbone_dirs["whisper"], "asr", "fp32", device="cpu"), None)
-    texts = [TEXTS[0], TEXTS[1], "日本語", LONG_TEXT, TEXTS[2]]  # the third has no words after the normaliser
+    texts = [TEXTS[0], TEXTS[1], "uh, um", LONG_TEXT, TEXTS[2]]  # the third: fillers, no words after the normaliser
     kept, left_out = task.usable(rows_of(tmp_path, [1.5, LONG, 1.5, 1.5, 7.9], text=texts))
     assert kept["text"] == [TEXTS[0], TEXTS[2]]
     assert left_out == {"audio_too_long": 1, "text_normalises_to_nothing": 1, "text_too_long": 1}
@@ -61,7 +61,7 @@ def test_whisper_asr_leaves_out_and_counts_long_clips_and_texts(tiny_backbone_di
 
 def test_ctc_asr_keeps_long_clips(tiny_backbone_dirs, tmp_path):
     task = TASKS.get("asr").build(load_frozen(tiny_backbone_dirs["wav2vec2"], "asr", "fp32", device="cpu"), None)
-    kept, left_out = task.usable(rows_of(tmp_path, [1.5, LONG, 1.5], text=["yes", "no", "日本語"]))
+    kept, left_out = task.usable(rows_of(tmp_path, [1.5, LONG, 1.5], text=["yes", "no", "uh, um"]))
     assert kept["text"] == ["yes", "no"] and left_out == {"text_normalises_to_nothing": 1}
 
 
@@ -95,7 +95,7 @@ def test_tts_leaves_out_references_longer_than_the_decoder_positions(tiny_backbo
 def messy_corpus(tmp_path_factory) -> str:
     """Train and test splits with usable rows and one row of each kind a task must leave out; a clean dev split."""
     root = tmp_path_factory.mktemp("messy")
-    train = {"text": [*TEXTS[:4], "?!", "日本語", TEXTS[4]], "intent": ["lights", "music"] * 3 + ["lights"]}
+    train = {"text": [*TEXTS[:4], "?!", "uh, um", TEXTS[4]], "intent": ["lights", "music"] * 3 + ["lights"]}
     test = {"text": [TEXTS[0], "", TEXTS[1], TEXTS[5]], "intent": ["lights", "music", "alarm", "music"]}
     splits = {
         "train": rows_of(root / "train", [1.5] * 6 + [LONG], **train),
