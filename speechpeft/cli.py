@@ -180,7 +180,11 @@ def _add_backbones(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_pretrain(sub: argparse._SubParsersAction) -> None:
-    from speechpeft.backbones.pretrain.options import SpeechT5PretrainOptions, WhisperPretrainOptions
+    from speechpeft.backbones.pretrain.options import (
+        FastSpeech2PretrainOptions,
+        SpeechT5PretrainOptions,
+        WhisperPretrainOptions,
+    )
 
     pretrain = sub.add_parser("pretrain", help="pretrain a built-in backbone on a synthetic corpus")
     recipes = pretrain.add_subparsers(title="built-in backbones", metavar="BACKBONE", required=True)
@@ -189,6 +193,8 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
                          "joint CTC loss and a short-utterance curriculum"),
         "tiny-speecht5": (SpeechT5PretrainOptions, "SpeechT5ForTextToSpeech on one voice, with guided attention; "
                           "Griffin-Lim vocoder"),
+        "tiny-fastspeech2": (FastSpeech2PretrainOptions, "FastSpeech2ConformerModel on one espeak-ng voice, phoneme "
+                             "input, durations from libespeak-ng (in progress: no vocoder, not shipped yet)"),
     }  # fmt: skip
     for name, (options_class, what) in described.items():
         recipe = _add_options_command(

@@ -113,6 +113,8 @@ def data_synth(args: argparse.Namespace) -> None:
 def backbones_pretrain(args: argparse.Namespace) -> dict:
     if args.backbone == "tiny-whisper":
         from speechpeft.backbones.pretrain.whisper import pretrain_whisper as pretrain
+    elif args.backbone == "tiny-fastspeech2":
+        from speechpeft.backbones.pretrain.fastspeech2 import pretrain_fastspeech2 as pretrain
     else:
         from speechpeft.backbones.pretrain.speecht5 import pretrain_speecht5 as pretrain
     best = pretrain(args.options)

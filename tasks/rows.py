@@ -25,6 +25,8 @@ REASONS = {  # what each reason means, for the warning (plus "empty_<role>", see
     "text_too_long": "text longer than the model's text positions",
     "text_normalises_to_nothing": f"transcript empty after the {NORMALIZER} normaliser",
     "label_not_in_map": "label missing from the adapter's label map",
+    "timing_length_mismatch": "libespeak-ng's resynthesis is not exactly as long as the clip",
+    "no_phoneme_timings": "libespeak-ng could not time the utterance, or said a phoneme missing from the inventory",
 }
 
 

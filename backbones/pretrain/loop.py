@@ -121,7 +121,8 @@ def export_half(model, processor, directory: Path) -> None:
     tmp = staging_directory(directory)
     half = type(model)(model.config)
     half.load_state_dict(model.state_dict())
-    half.generation_config = model.generation_config
+    if getattr(model, "generation_config", None) is not None:  # FastSpeech2ConformerModel does not generate
+        half.generation_config = model.generation_config
     half.to(torch.float16).save_pretrained(tmp)
     processor.save_pretrained(tmp)
     replace_directory(tmp, directory)

@@ -1,4 +1,4 @@
-"""Options of `speechpeft backbones pretrain tiny-whisper` (a light module: the CLI imports it for --help)."""
+"""Options of `speechpeft backbones pretrain ...` (a light module: the CLI imports it for --help)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from speechpeft.errors import InputError
 from speechpeft.options import help_text as _help
+from speechpeft.tasks.corpus.voices import VOICES
 
 
 def cpu_has_native_bf16() -> bool:
@@ -96,3 +97,42 @@ class SpeechT5PretrainOptions(PretrainOptions):
         super().__post_init__()
         if self.reduction_factor < 1:
             raise InputError("--reduction-factor must be positive")
+
+
+@dataclass(frozen=True)
+class FastSpeech2PretrainOptions(PretrainOptions):
+    """Options of `speechpeft backbones pretrain tiny-fastspeech2` (backbones/pretrain/fastspeech2_plan.md §7)."""
+
+    steps: int = field(default=10_000, metadata=_help("optimisation steps"))
+    batch_size: int = field(default=16, metadata=_help("utterances per step (drawn from a bucket of similar lengths)"))
+    lr: float = field(default=1e-3, metadata=_help("peak learning rate (AdamW), after linear warm-up"))
+    warmup: int = field(default=500, metadata=_help("warm-up steps"))
+    layers: int = field(default=4, metadata=_help("Conformer layers of the encoder and of the decoder (each)"))
+    heads: int = field(default=2, metadata=_help("attention heads"))
+    ffn: int = field(default=512, metadata=_help("feed-forward width (a linear FFN: kernel 1)"))
+    eval_every: int = field(default=500, metadata=_help("steps between evaluations (and checkpoints)"))
+    eval_utterances: int = field(
+        default=16, metadata=_help("sentences held out of the pretrain split for the teacher-forced mel L1")
+    )
+    voice: str = field(default="espeak-en-us", metadata=_help("the one espeak-ng voice to learn (a pretrain voice)"))
+    hidden: int = field(default=192, metadata=_help("model width"))
+    decoder_kernel: int = field(default=15, metadata=_help("kernel of the decoder's Conformer convolution (odd)"))
+    dropout: float = field(default=0.1, metadata=_help("dropout of the encoder and decoder layers"))
+    feature_jobs: int = field(
+        default_factory=lambda: os.cpu_count() or 1,
+        metadata=_help("libespeak-ng processes at once while the features are computed (once per run)"),
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        espeak = [v.id for v in VOICES if v.engine == "espeak-ng"]
+        if self.voice not in espeak:
+            raise InputError(f"--voice {self.voice}: timings come from espeak-ng; choose one of {', '.join(espeak)}")
+        if min(self.layers, self.heads, self.ffn, self.hidden, self.feature_jobs) < 1:
+            raise InputError("--layers, --heads, --ffn, --hidden and --feature-jobs must be positive")
+        if self.hidden % self.heads:
+            raise InputError(f"--hidden {self.hidden} must be a multiple of --heads {self.heads}")
+        if self.decoder_kernel < 1 or self.decoder_kernel % 2 == 0:
+            raise InputError(f"--decoder-kernel {self.decoder_kernel}: must be a positive odd number")
+        if not 0 <= self.dropout < 1:  # also refuses nan
+            raise InputError(f"--dropout {self.dropout}: must be at least 0 and below 1")
