@@ -16,7 +16,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CORPUS_UTTERANCES ?= 2000
 
 .PHONY: setup system-packages leaderboard leaderboard-quick test lint format corpus pretrain-corpus whisper-corpus pretrain-whisper pretrain-speecht5 \
-	ship-backbones benchmark cards clean
+	tts-corpus pretrain-fastspeech2 ship-backbones benchmark cards clean
 
 setup: system-packages $(STAMP)
 
@@ -83,6 +83,16 @@ pretrain-whisper: pretrain-corpus whisper-corpus
 
 pretrain-speecht5: pretrain-corpus
 	$(BIN)/speechpeft backbones pretrain tiny-speecht5 --corpus $(PRETRAIN_CORPUS) --out runs/tiny-speecht5
+
+# tiny-fastspeech2 (issue 17, in progress: not shipped, no vocoder yet): one voice, ~4 h, phoneme durations from
+# libespeak-ng (backbones/pretrain/fastspeech2_plan.md). The test split's sentences are data/pretrain-corpus's.
+TTS_CORPUS := data/tts-corpus-en-us
+tts-corpus: setup
+	test -f $(TTS_CORPUS)/dataset_dict.json || $(BIN)/speechpeft data synth --voices espeak-en-us --hours 4 \
+		--seed 0 --splits pretrain=0.92 test=0.08 --kinds sentence=0.85 command=0.15 --out $(TTS_CORPUS)
+
+pretrain-fastspeech2: tts-corpus
+	$(BIN)/speechpeft backbones pretrain tiny-fastspeech2 --corpus $(TTS_CORPUS) --out runs/tiny-fastspeech2
 
 # Measure the finished runs on the test split, copy them into the package and write their model cards.
 ship-backbones: pretrain-corpus whisper-corpus

@@ -103,6 +103,7 @@ class SpeechT5PretrainOptions(PretrainOptions):
 class FastSpeech2PretrainOptions(PretrainOptions):
     """Options of `speechpeft backbones pretrain tiny-fastspeech2` (backbones/pretrain/fastspeech2_plan.md §7)."""
 
+    corpus: Path = field(metadata=_help("corpus from `speechpeft data synth`: its pretrain rows spoken by --voice"))
     steps: int = field(default=10_000, metadata=_help("optimisation steps"))
     batch_size: int = field(default=16, metadata=_help("utterances per step (drawn from a bucket of similar lengths)"))
     lr: float = field(default=1e-3, metadata=_help("peak learning rate (AdamW), after linear warm-up"))

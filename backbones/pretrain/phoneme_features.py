@@ -184,7 +184,9 @@ def _save_shard(path: Path, results: list[RowFeatures | str]) -> None:
 def _check_plan(directory: Path, plan: dict) -> None:
     """Refuse to mix shards of different rows or settings; record the plan on first use."""
     path = directory / PLAN_FILE
-    if path.exists() and json.loads(path.read_text()) != plan:
+    if path.exists() and json.loads(path.read_text()) == plan:
+        return
+    if path.exists():
         raise InputError(f"{directory} holds features of other rows or settings than this run's (another --corpus "
                          "or --voice?): pretrain into a new --out directory, or delete that one")  # fmt: skip
     directory.mkdir(parents=True, exist_ok=True)
@@ -195,11 +197,11 @@ def build_phoneme_features(rows: datasets.Dataset, extractor, directory: Path, j
                            left_out: LeftOut | None = None, progress: bool = True) -> PhonemeFeatures:  # fmt: skip
     """Compute (resuming shard by shard) or reuse the store of `rows` in `directory`; `left_out` counts rows the
     caller already left out, recorded with the store's own."""
-    if (directory / ROWS_FILE).exists():
-        return load_phoneme_features(directory)
     ids = list(rows["id"])
     digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()
     _check_plan(directory, {"rows": len(ids), "ids_sha1": digest, "shard_rows": SHARD_ROWS, "hop": HOP_LENGTH})
+    if (directory / ROWS_FILE).exists():
+        return load_phoneme_features(directory)
     shards = directory / "shards"
     shards.mkdir(exist_ok=True)
     starts = range(0, len(ids), SHARD_ROWS)
