@@ -243,15 +243,25 @@ def speechpeft_record(options: FastSpeech2PretrainOptions, stats: dict) -> dict:
     }  # fmt: skip
 
 
+def voice_rows(corpus_dir: Path, voice: str) -> tuple[datasets.Dataset, dict[str, int]]:
+    """The pretrain rows spoken by `voice` whose text fits, and the count of those left out as too long.
+
+    Raises InputError when the corpus has no pretrain split or no usable row of the voice."""
+    corpus = datasets.load_from_disk(str(corpus_dir))
+    if "pretrain" not in corpus:
+        raise InputError(f"{corpus_dir} has no pretrain split (splits: {', '.join(corpus)})")
+    rows = corpus["pretrain"].filter(lambda v: v == voice, input_columns=["voice"])
+    if len(rows) == 0:
+        raise InputError(f"no pretrain utterances by voice {voice!r} in {corpus_dir}")
+    rows, left_out = sift(rows, [Rule("text_too_long", ("text",), lambda t: len(t) > MAX_TEXT_CHARACTERS)])
+    if len(rows) == 0:
+        raise InputError(f"every pretrain text of {voice} in {corpus_dir} is over {MAX_TEXT_CHARACTERS} characters")
+    return rows, left_out
+
+
 def prepare(options: FastSpeech2PretrainOptions) -> tuple[transformers.SpeechT5Processor, Examples, Examples, dict]:
     """Processor, training and held-out examples, and the pitch/energy statistics of the training rows."""
-    corpus = datasets.load_from_disk(str(options.corpus))
-    if "pretrain" not in corpus:
-        raise InputError(f"{options.corpus} has no pretrain split (splits: {', '.join(corpus)})")
-    rows = corpus["pretrain"].filter(lambda voice: voice == options.voice, input_columns=["voice"])
-    if len(rows) == 0:
-        raise InputError(f"no pretrain utterances by voice {options.voice!r} in {options.corpus}")
-    rows, left_out = sift(rows, [Rule("text_too_long", ("text",), lambda t: len(t) > MAX_TEXT_CHARACTERS)])
+    rows, left_out = voice_rows(options.corpus, options.voice)
     data = options.out / "data"
     processor = phoneme_processor(data / "processor")
     features = build_phoneme_features(rows, processor.feature_extractor, data / "pretrain", options.feature_jobs,

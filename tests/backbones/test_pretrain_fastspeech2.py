@@ -233,3 +233,13 @@ def test_a_corpus_without_the_voice_is_refused(corpus, tmp_path):
     options = replace(FastSpeech2PretrainOptions(corpus=corpus, out=tmp_path / "run", **TOY), voice="espeak-en-gb")
     with pytest.raises(InputError, match="no pretrain utterances by voice 'espeak-en-gb'"):
         recipe.prepare(options)
+
+
+def test_the_command_line_runs_the_recipe(corpus, prepared, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(prepared, out / "data")
+    toy = [f"--{k.replace('_', '-')}={v}" for k, v in TOY.items()]
+    assert main(["backbones", "pretrain", "tiny-fastspeech2", "--corpus", str(corpus), "--out", str(out),
+                 "--steps", "2", "--eval-every", "2", *toy]) == 0  # fmt: skip
+    printed = capsys.readouterr().out  # the loop writes "step 2: ..." before the JSON of the best step
+    assert json.loads(printed[printed.index("{") :])["step"] == 2 and (out / "model" / "spm_char.model").exists()
