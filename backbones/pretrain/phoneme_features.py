@@ -235,11 +235,11 @@ def _assemble(directory: Path, shard_paths: list[Path], ids: list[str], texts: l
         "left_out": dict(Counter(left_out) + counts),
         "left_out_ids": {r: [row for row, x in zip(ids, reasons, strict=True) if x == r] for r in sorted(counts)},
     }
-    (directory / ROWS_FILE).write_text(json.dumps(meta, ensure_ascii=False))
+    (directory / ROWS_FILE).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
 
 
 def load_phoneme_features(directory: Path) -> PhonemeFeatures:
-    meta = json.loads((directory / ROWS_FILE).read_text())
+    meta = json.loads((directory / ROWS_FILE).read_text(encoding="utf-8"))
     arrays = np.load(directory / PHONEME_FILE, allow_pickle=False)
     return PhonemeFeatures(
         mels=np.load(directory / MEL_FILE, mmap_mode="r"), frame_offsets=arrays["frame_offsets"],

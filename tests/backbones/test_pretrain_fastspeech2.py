@@ -27,7 +27,7 @@ from speechpeft.backbones.pretrain.state import load_state
 from speechpeft.cli import main
 from speechpeft.errors import InputError
 from speechpeft.tasks.corpus.build import build_corpus
-from speechpeft.tasks.corpus.espeak_timing import phoneme_tokens
+from speechpeft.tasks.corpus.espeak_timing import EspeakTimingError, phoneme_tokens
 from speechpeft.tasks.corpus.options import SynthOptions
 
 TOY = {"hidden": 32, "layers": 1, "heads": 2, "ffn": 64, "batch_size": 4, "warmup": 2, "eval_utterances": 3,
@@ -92,16 +92,24 @@ def test_per_phoneme_mean_skips_missing_values_and_empty_phonemes():
     np.testing.assert_array_equal(means, np.array([1.5, np.nan, 4.5, np.nan, np.nan], dtype=np.float32))
 
 
-def test_rows_whose_resynthesis_does_not_fit_are_left_out_and_counted(pretrain_rows, tmp_path):
-    rows = pretrain_rows.select(range(3))
-    changed = rows["id"][1]
+def test_rows_that_cannot_be_timed_exactly_are_left_out_and_counted(pretrain_rows, tmp_path, monkeypatch):
+    rows = pretrain_rows.select(range(4))
+    changed, untimed = rows["id"][1], rows["text"][3]
     rows = rows.map(lambda r: {"rate": r["rate"] * 1.2 if r["id"] == changed else r["rate"]})
+    timings = features_module.phoneme_timings
+
+    def engine(text, *args):
+        if text == untimed:
+            raise EspeakTimingError("libespeak-ng crashed")
+        return timings(text, *args)
+
+    monkeypatch.setattr(features_module, "phoneme_timings", engine)
     store = build_phoneme_features(rows, transformers.SpeechT5FeatureExtractor(), tmp_path / "f", progress=False,
                                    left_out={"text_too_long": 2})  # fmt: skip
     assert store.ids == [rows["id"][0], rows["id"][2]]
-    assert store.left_out == {"text_too_long": 2, "timing_length_mismatch": 1}
+    assert store.left_out == {"text_too_long": 2, "timing_length_mismatch": 1, "no_phoneme_timings": 1}
     meta = json.loads((tmp_path / "f" / "rows.json").read_text())
-    assert meta["left_out_ids"] == {"timing_length_mismatch": [changed]}
+    assert meta["left_out_ids"] == {"no_phoneme_timings": [rows["id"][3]], "timing_length_mismatch": [changed]}
 
 
 def test_feature_extraction_resumes_at_the_first_missing_shard(pretrain_rows, prepared, tmp_path, monkeypatch):
