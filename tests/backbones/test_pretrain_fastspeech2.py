@@ -81,9 +81,12 @@ def test_features_are_what_they_claim(prepared, pretrain_rows):
     np.testing.assert_allclose(energy, per_phoneme_mean(frame_energy(audio, extractor, len(mel)), durations))
     voiced = store.pitch[~np.isnan(store.pitch)]
     assert math.log(50) < voiced.min() and voiced.max() < math.log(400)  # a male voice, log Hz (StoneMask refines)
-    assert (
-        np.isnan(store.energy).sum() == (store.durations == 0).sum() and (store.energy[store.durations > 0] > 0).all()
-    )
+    assert np.isnan(store.energy).sum() == (store.durations == 0).sum()  # NaN: a phoneme with no frame
+    assert (store.energy[store.durations > 0] > 0).all()
+    mnemonics = {token: mnemonic for mnemonic, token in phoneme_tokens().items()}
+    pauses = np.array([mnemonics[c] == "_:" for p in store.phonemes for c in p.replace(" ", "")])
+    voiced_energy = store.energy[~np.isnan(store.pitch)]
+    assert np.nanmax(store.energy[pauses]) < np.median(voiced_energy) / 2  # durations line up with the audio
 
 
 def test_per_phoneme_mean_skips_missing_values_and_empty_phonemes():
