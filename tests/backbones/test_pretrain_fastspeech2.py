@@ -61,6 +61,7 @@ def toy_options(corpus: Path, prepared: Path, out: Path, **changes) -> FastSpeec
     return FastSpeech2PretrainOptions(corpus=corpus, out=out, **{**TOY, **changes})
 
 
+@pytest.mark.slow  # the first to build the corpus and its features (8 s)
 def test_features_are_what_they_claim(prepared, pretrain_rows):
     store = features_module.load_phoneme_features(prepared / "pretrain")
     assert len(store) == len(pretrain_rows) == 16 and store.left_out == {}
@@ -178,6 +179,7 @@ def test_batch_labels_line_up_with_the_mel_frames(prepared, pretrain_rows, tmp_p
     assert (batch["duration_labels"][boundaries] == 0).all() and (batch["pitch_labels"][boundaries] == 0).all()
 
 
+@pytest.mark.slow
 def test_twenty_steps_lower_the_training_loss_and_export_half_precision(corpus, prepared, tmp_path):
     options = toy_options(corpus, prepared, tmp_path / "run", steps=20, eval_every=10)
     processor, train_data, _, stats = recipe.prepare(options)
@@ -198,6 +200,7 @@ def test_twenty_steps_lower_the_training_loss_and_export_half_precision(corpus, 
     assert loaded.tokenizer("Dā kat").input_ids == processor.tokenizer("Dā kat").input_ids
 
 
+@pytest.mark.slow
 def test_resume_after_a_stop_is_bit_identical_to_an_uninterrupted_run(corpus, prepared, tmp_path, monkeypatch):
     whole = toy_options(corpus, prepared, tmp_path / "whole", steps=4, eval_every=2)
     recipe.pretrain_fastspeech2(whole)
