@@ -7,8 +7,10 @@ A recipe supplies its modules, a loss function of the step, a learning-rate sche
 from __future__ import annotations
 
 import math
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from speechpeft.errors import OutputExistsError
 
 LOG_EVERY = 10  # steps
 MAX_GRAD_NORM = 1.0
+CHECKPOINT_SECONDS = 600.0  # between evaluations too, so a killed run loses at most this much work
 
 
 @dataclass
@@ -54,14 +57,24 @@ def resumable(checkpoint: Path) -> bool:
 
 
 def train(recipe: Recipe, out: Path, steps: int, eval_every: int, bf16: bool) -> dict | None:
-    """Run `recipe` to `steps`, resuming from `out/checkpoint`; evaluate and checkpoint every `eval_every`."""
+    """Run `recipe` to `steps`, resuming from `out/checkpoint`; evaluate and checkpoint every `eval_every` steps,
+    and checkpoint every `CHECKPOINT_SECONDS` of wall time between them.
+
+    SIGTERM or SIGINT finish the current step, save the checkpoint and raise SystemExit(128 + signal number):
+    running the same command again resumes exactly there."""
     params = [p for module in recipe.modules.values() for p in module.parameters()]
     optimizer = torch.optim.AdamW(params, lr=recipe.learning_rate(0), weight_decay=0.01, betas=(0.9, 0.98))
     checkpoint, curves = out / "checkpoint", CurveLog(out)
     meta = load_state(checkpoint, recipe.modules, optimizer) if resumable(checkpoint) else {"step": 0}
-    step, best = meta["step"], meta.get("best")
-    with tqdm(total=steps, initial=step, desc=f"pretrain {recipe.name}", unit="step") as bar:
-        while step < steps:
+    step, best, saved_at = meta["step"], meta.get("best"), time.monotonic()
+
+    def save() -> None:
+        nonlocal saved_at
+        save_state(checkpoint, recipe.modules, optimizer, step, {"best": best, "options": recipe.options})
+        saved_at = time.monotonic()
+
+    with tqdm(total=steps, initial=step, desc=f"pretrain {recipe.name}", unit="step") as bar, _stop_signals() as stop:
+        while step < steps and not stop:
             started = time.perf_counter()
             values = _step(recipe, optimizer, params, step, bf16)
             step += 1
@@ -71,8 +84,26 @@ def train(recipe: Recipe, out: Path, steps: int, eval_every: int, bf16: bool) ->
                 curves.log(step, **values, seconds_per_step=time.perf_counter() - started)
             if step % eval_every == 0 or step == steps:
                 best = _evaluate(recipe, curves, step, best)
-                save_state(checkpoint, recipe.modules, optimizer, step, {"best": best, "options": recipe.options})
+                save()
+            elif stop or time.monotonic() - saved_at >= CHECKPOINT_SECONDS:
+                save()
+    if stop:
+        tqdm.write(f"stopped by {stop[0].name} at step {step}/{steps}; checkpoint saved: rerun the command to resume")
+        raise SystemExit(128 + stop[0])
     return best
+
+
+@contextmanager
+def _stop_signals() -> Iterator[list[signal.Signals]]:
+    """A list that a SIGTERM or SIGINT fills (instead of killing the process) while the block runs."""
+    caught: list[signal.Signals] = []
+    handlers = {sig: signal.signal(sig, lambda number, _: caught.append(signal.Signals(number)))
+                for sig in (signal.SIGTERM, signal.SIGINT)}  # fmt: skip
+    try:
+        yield caught
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def _evaluate(recipe: Recipe, curves: CurveLog, step: int, best: dict | None) -> dict:

@@ -177,6 +177,37 @@ def test_a_checkpoint_swap_cut_between_its_renames_resumes_from_its_step(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint"]
 
 
+def test_sigterm_saves_the_step_and_the_same_command_resumes_after_it(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from speechpeft.backbones.pretrain import loop
+
+    torch.manual_seed(0)
+    model, seen = torch.nn.Linear(2, 1), []
+
+    def losses(step: int) -> dict[str, torch.Tensor]:
+        seen.append(step)
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-step, as from `kill` or a session ending
+        return {"loss": model(torch.ones(4, 2)).pow(2).mean()}
+
+    linear = Recipe("linear", {"model": model}, losses, lambda step: 0.01, lambda: {"loss": 0.0}, "loss",
+                    lambda: None, {})  # fmt: skip
+    with pytest.raises(SystemExit) as stopped:
+        train(linear, tmp_path, steps=10, eval_every=100, bf16=False)
+    assert stopped.value.code == 128 + signal.SIGTERM and seen == [0, 1, 2]
+    assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["step"] == 3
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after training
+
+    weights, seen[:] = model.weight.detach().clone(), []
+    monkeypatch.setattr(loop, "CHECKPOINT_SECONDS", 0.0)  # and a checkpoint after every step between evaluations
+    saved = []
+    monkeypatch.setattr(loop, "save_state", lambda *args: saved.append(args[3]) or save_state(*args))
+    train(linear, tmp_path, steps=5, eval_every=100, bf16=False)
+    assert seen == [3, 4] and saved == [4, 5] and not torch.equal(model.weight, weights)
+
+
 def test_spec_augment_masks_only_the_speech_and_is_seeded():
     options = recipe.WhisperPretrainOptions(corpus="c", out="o", freq_masks=2, time_masks=3)
     features = np.ones((4, 80, 600), dtype=np.float32)
