@@ -16,7 +16,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CORPUS_UTTERANCES ?= 2000
 
 .PHONY: setup system-packages leaderboard leaderboard-quick test lint format corpus pretrain-corpus whisper-corpus pretrain-whisper pretrain-speecht5 \
-	tts-corpus pretrain-fastspeech2 ship-backbones benchmark cards clean
+	tts-corpus pretrain-fastspeech2 pretrain-hifigan ship-backbones benchmark cards clean
 
 setup: system-packages $(STAMP)
 
@@ -93,6 +93,11 @@ tts-corpus: setup
 
 pretrain-fastspeech2: tts-corpus
 	$(BIN)/speechpeft backbones pretrain tiny-fastspeech2 --corpus $(TTS_CORPUS) --out runs/tiny-fastspeech2
+
+# tiny-hifigan (issue 17, in progress): a trained vocoder for the TTS backbones, on the same voice's recordings;
+# reconstruction losses only for now (no discriminator). A later step ships its model/ as the backbone's vocoder/.
+pretrain-hifigan: tts-corpus
+	$(BIN)/speechpeft backbones pretrain tiny-hifigan --corpus $(TTS_CORPUS) --out runs/tiny-hifigan
 
 # Measure the finished runs on the test split, copy them into the package and write their model cards.
 ship-backbones: pretrain-corpus whisper-corpus

@@ -27,11 +27,13 @@ class AdaLoraPeftModel(peft.PeftModel):
     where the orthogonality regulariser is added to the loss: a plain `PeftModel` trains AdaLoRA without it.
     In train mode this forward goes through `AdaLoraModel.forward` (inside DDP's forward too, so layers that
     LayerDrop skipped still reach the regulariser); in eval mode the loss is the task's alone, so validation
-    and a reloaded (rank-pruned) adapter report the same number.
+    and a reloaded (rank-pruned) adapter report the same number. A reloaded adapter (PEFT's inference mode) has
+    no trainable adapter, hence no regulariser, in train mode either: FastSpeech 2 reads its duration labels only
+    in train mode, so teacher-forced evaluation runs it there.
     """
 
     def forward(self, *args, **kwargs):
-        if not self.training:
+        if not self.training or self.peft_config[self.active_adapter].inference_mode:
             return super().forward(*args, **kwargs)
         return self.base_model(*args, **kwargs)
 

@@ -17,6 +17,7 @@ from speechpeft.adapter_dir import CorruptAdapterError
 from speechpeft.adapters import prefix, routing
 from speechpeft.adapters.bank_layers import BankLayer
 from speechpeft.adapters.bank_weights import AdapterWeights
+from speechpeft.adapters.bottleneck import output_width
 from speechpeft.backbones import FrozenBackbone
 from speechpeft.errors import InputError
 
@@ -59,7 +60,7 @@ class ResidentBackbone:
             if path not in self.originals:
                 raise InputError(f"adapter {adapter} changes {path!r}, which {self.key.name} ({self.key.kind}) "
                                  "does not have: was it trained on another backbone or architecture?")  # fmt: skip
-            if path in weights.prefix and not hasattr(self.originals[path], "k_proj"):
+            if path in weights.prefix and prefix.route_of(self.originals[path]) is None:
                 raise InputError(f"adapter {adapter}: {path!r} is not an attention module, it cannot take a prefix")
         misfits = shape_misfits(weights, self.originals)
         if misfits:
@@ -86,12 +87,12 @@ class ResidentBackbone:
 
     def _route_prefix(self, path: str) -> None:
         module = self.originals[path]
-        (prefix._route_interface if hasattr(module, "config") else prefix._route_hooks)(module)
+        prefix.route(module)
         setattr(module, prefix.BANK_PATH, path)
         self.prefixed.add(path)
 
     def _hooks_route(self) -> bool:
-        return any(not hasattr(self.originals[p], "config") for p in self.prefixed)
+        return any(prefix.route_of(self.originals[p]) == "hooks" for p in self.prefixed)
 
     def _positions_hooks(self) -> None:
         """SpeechT5's text prenet numbers positions from the cache length: show it the length without the prefix
@@ -102,8 +103,8 @@ class ResidentBackbone:
             self.model.speechpeft_positions_hooked = True
 
     def mixes_prefixes(self) -> bool:
-        """Whether one forward may hold samples with different prefixes (the attention-interface route may; the
-        hooks route takes one prefix per batch, so the bank splits such batches)."""
+        """Whether one forward may hold samples with different prefixes (the attention-interface and relative routes
+        may; the hooks route takes one prefix per batch, so the bank splits such batches)."""
         return not self._hooks_route()
 
 
@@ -126,7 +127,7 @@ def shape_misfits(weights: AdapterWeights, modules: dict[str, torch.nn.Module]) 
         if width is not None and (block.down.shape[1], block.up.shape[0]) != (width, width):
             misfits.append(f"{path}: bottleneck width {block.down.shape[1]}, sub-block {width}")
     for path, prefix_tensor in weights.prefix.items():
-        width = modules[f"{path}.k_proj"].out_features
+        width = prefix.key_projection(modules[path]).out_features
         if prefix_tensor.dim() != 3 or prefix_tensor.shape[0] != 2 or prefix_tensor.shape[2] != width:
             misfits.append(f"{path}: prefix {list(prefix_tensor.shape)}, attention [2, length, {width}]")
     return misfits + [m for path, head in weights.heads.items() for m in _head_misfits(path, head, modules[path])]
@@ -135,10 +136,7 @@ def shape_misfits(weights: AdapterWeights, modules: dict[str, torch.nn.Module]) 
 def _output_width(modules: dict[str, torch.nn.Module], path: str) -> int | None:
     """The output width of the sub-block at `path` as `bottleneck.output_width` finds it, from the modules before
     the bank wrapped any (a wrapped projection hides its `out_features`); None when it has none."""
-    for candidate in (f"{path}.out_proj", path, f"{path}.output_dense"):
-        if hasattr(modules.get(candidate), "out_features"):
-            return modules[candidate].out_features
-    return None
+    return output_width(m for name, m in modules.items() if name == path or name.startswith(f"{path}."))
 
 
 def _head_misfits(path: str, head: dict[str, torch.Tensor], module: torch.nn.Module) -> list[str]:

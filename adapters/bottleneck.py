@@ -13,6 +13,7 @@ directly, without `get_peft_model` and without patching PEFT. Its files are our 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -41,12 +42,36 @@ class BottleneckConfig(peft.PeftConfig):
             raise InputError("--reduction-factor must be >= 1")
 
 
+def output_width(modules: Iterable[torch.nn.Module]) -> int | None:
+    """The width of a sub-block's output, from the block followed by its submodules in registration order (as
+    `module.modules()` gives them); None when none of them is a projection.
+
+    A projection targeted itself (Whisper's fc2) gives its own output width. A block gives the input width of its
+    first projection: an adapter sits where the block's output rejoins the residual stream (Houlsby et al. 2019,
+    https://arxiv.org/abs/1902.00751, fig. 2), so that output is as wide as the block's input, whatever its output
+    projection is called (out_proj, output_dense, linear_out, a Conv1d's conv2) and whatever else it holds
+    (WavLM's gated position bias, a Conformer's relative-position projection).
+    """
+    modules = iter(modules)
+    own = _projection_widths(next(modules))
+    if own is not None:
+        return own[1]
+    return next((widths[0] for module in modules if (widths := _projection_widths(module)) is not None), None)
+
+
+def _projection_widths(module: torch.nn.Module) -> tuple[int, int] | None:
+    """(input width, output width) of a linear layer (int8 ones too) or a convolution; None for anything else."""
+    for inputs, outputs in (("in_features", "out_features"), ("in_channels", "out_channels")):
+        if hasattr(module, inputs) and hasattr(module, outputs):
+            return getattr(module, inputs), getattr(module, outputs)
+    return None
+
+
 def _width(module: torch.nn.Module) -> int:
-    """The output width of a sub-block: an attention's out_proj, a Linear, or an FFN's output_dense."""
-    for candidate in (getattr(module, "out_proj", None), module, getattr(module, "output_dense", None)):
-        if isinstance(candidate, torch.nn.Linear) or hasattr(candidate, "out_features"):
-            return candidate.out_features
-    raise ValueError(f"cannot tell the output width of {type(module).__name__} for a bottleneck adapter")
+    width = output_width(module.modules())
+    if width is None:
+        raise ValueError(f"cannot tell the output width of {type(module).__name__} for a bottleneck adapter")
+    return width
 
 
 class BottleneckLayer(torch.nn.Module, BaseTunerLayer):

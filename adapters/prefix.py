@@ -6,7 +6,7 @@ to before the real sequence. Decoder self-attention is always prefixed; encoder 
 own prefix tuning passes them as `past_key_values`, which crashes on Whisper (it asks for `input_ids`) and
 shifts the decoder's positions.
 
-Two ways in, chosen by how the family's attention is written:
+Three ways in, chosen by how the family's attention is written (`route_of`):
 - `interface` (Whisper, wav2vec2, HuBERT): their attention calls a function looked up by name in
   transformers' `AttentionInterface`. Each prefixed module gets a private config naming ours, which
   concatenates the prefix after the KV cache and widens the mask. The prefix is never cached, so positions
@@ -15,16 +15,27 @@ Two ways in, chosen by how the family's attention is written:
   `k_proj`/`v_proj` prepend the prefix and a pre-hook widens the mask and position bias, whenever the
   layer's cache is empty. The decoder cache then starts with the prefix, and a pre-hook on any prenet that
   derives positions from the cache length (SpeechT5's text decoder) shows it the length without the prefix.
+- `relative` (FastSpeech 2's Conformer attention, `linear_q/k/v/out` with Transformer-XL relative positions):
+  its forward checks the key padding mask against the sequence length and builds the positional scores for
+  the sequence only, so neither hooks nor the interface can widen it; the module's forward is replaced by
+  `relative_prefixed_attention`, the same computation over [prefix; sequence] (see there for the prefix's
+  positional term). No cache: the model is non-autoregressive and every layer is non-causal.
+
+Which self-attention is the decoder's: modules flagged `is_decoder` (Whisper, SpeechT5), else those inside
+the model's decoder stack (`get_decoder()`: FastSpeech 2's mel decoder; the whole model when encoder-only).
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
 import torch
+import torch.nn.functional as F
 from transformers import AttentionInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
@@ -45,21 +56,47 @@ class PrefixPlan:
     """Which attention modules get a prefix, and how the family's attention lets it in."""
 
     modules: tuple[str, ...]
-    route: str  # "interface" or "hooks"
+    route: str  # "interface", "hooks" or "relative"
+
+
+def route_of(module: torch.nn.Module) -> str | None:
+    """How a prefix gets into this attention module (see the module docstring); None when it is no attention
+    prefix tuning knows."""
+    if hasattr(module, "linear_k") and hasattr(module, "pos_bias_u"):
+        return "relative"
+    if hasattr(module, "k_proj"):
+        return "interface" if hasattr(module, "config") else "hooks"
+    return None
+
+
+def key_projection(module: torch.nn.Module) -> torch.nn.Module:
+    """The attention's key projection, unwrapped from a LoRA or bank layer: a prefix is as wide as its output."""
+    projection = module.linear_k if route_of(module) == "relative" else module.k_proj
+    return getattr(projection, "base_layer", projection)
 
 
 def plan(backbone: FrozenBackbone, encoder: bool) -> PrefixPlan:
     """Self-attention modules named by the spec: the decoder's, and the encoder's on request or when the
-    model has no decoder (wav2vec2, HuBERT, Whisper's classifier)."""
+    model has no decoder (wav2vec2, HuBERT, Whisper's classifier).
+
+    Raises InputError when the spec's names match no attention module this file can route a prefix into."""
     suffixes = backbone.spec.target_modules.get("prefix", ())
     found = [(name, module) for name, module in backbone.model.named_modules()
-             if name.rsplit(".", 1)[-1] in suffixes and hasattr(module, "k_proj")]  # fmt: skip
+             if name.rsplit(".", 1)[-1] in suffixes and route_of(module) is not None]  # fmt: skip
     if not found:
         raise InputError(f"prefix tuning found no self-attention to prefix in this {backbone.spec.family} model")
-    has_decoder = any(getattr(module, "is_decoder", False) for _, module in found)
-    names = tuple(n for n, m in found if getattr(m, "is_decoder", False) or encoder or not has_decoder)
-    route = "interface" if hasattr(found[0][1], "config") else "hooks"
-    return PrefixPlan(names, route)
+    decoder = _decoder_attention(backbone.model, found)
+    return PrefixPlan(tuple(n for n, _ in found if encoder or n in decoder), route_of(found[0][1]))
+
+
+def _decoder_attention(model: torch.nn.Module, found: list[tuple[str, torch.nn.Module]]) -> set[str]:
+    """The names of `found` that are the decoder's: flagged `is_decoder`, else inside `model.get_decoder()`
+    (transformers' lookup: a `decoder` attribute, or the model itself when it has none)."""
+    flagged = {name for name, module in found if getattr(module, "is_decoder", False)}
+    if flagged:
+        return flagged
+    inside = {id(m) for m in getattr(model, "get_decoder", lambda: model)().modules()}
+    return {name for name, module in found if id(module) in inside}
 
 
 def _prefix_of(module: torch.nn.Module, batch: int, dtype: torch.dtype) -> Prefix | None:
@@ -204,6 +241,93 @@ def _route_hooks(module: torch.nn.Module) -> None:
     module.v_proj.register_forward_hook(partial(_prepend, module, 1))
 
 
+def relative_prefixed_attention(
+    module: torch.nn.Module,
+    forward: Callable,
+    hidden_states: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    pos_emb: torch.Tensor | None = None,
+    output_attentions: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`FastSpeech2ConformerAttention.forward` with P prefix keys and values before the T real ones.
+
+    Scores as in Transformer-XL (Dai et al. 2019, https://arxiv.org/abs/1901.02860, section 3.3) and the module's
+    own forward, `((q + u) k^T + shift((q + v) p^T)) / sqrt(d)` with learned biases u, v and relative position
+    embeddings p (from `pos_emb`, [1, 2T - 1, d_model]), over [prefix; sequence]. A prefix vector has no position:
+    its scores are the content terms alone, `(q + u) k_prefix^T`, and its positional terms are zero, as the hooks
+    route left-pads SpeechT5's position bias with zeros and as PEFT's prefix tuning leaves past keys unpositioned.
+    Every query attends every prefix position (or those its row's adapter has: the bank's mixed prefixes), and
+    the sequence keys `attention_mask` ([batch, 1, T], 1 = real) allows. Without a prefix (adapter disabled, a
+    bank route without one) it is the module's own `forward`. Returns (output [batch, T, d_model], the attention
+    weights [batch, heads, T, P + T] if `output_attentions`); ValueError for a mask of another shape, as upstream.
+    """
+    prefix = _prefix_of(module, hidden_states.shape[0], hidden_states.dtype)
+    if prefix is None:
+        return forward(hidden_states, attention_mask=attention_mask, pos_emb=pos_emb,
+                       output_attentions=output_attentions)  # fmt: skip
+    batch, time = hidden_states.shape[:2]
+    if attention_mask is not None and attention_mask.shape != (batch, 1, time):
+        raise ValueError(f"Attention mask should be of size {(batch, 1, time)}, but is {attention_mask.size()}")
+    query, keys, values, length = _relative_projections(module, hidden_states, prefix)
+    positions = _heads(module, module.linear_pos(pos_emb))  # [1, 2T - 1, heads, head_dim]
+    content = (query + module.pos_bias_u).transpose(1, 2) @ keys.permute(0, 2, 3, 1)  # [batch, heads, T, P + T]
+    relative = (query + module.pos_bias_v).transpose(1, 2) @ positions.permute(0, 2, 3, 1)  # [.., T, 2T - 1]
+    relative = F.pad(module.shift_relative_position_tensor(relative), (length, 0))  # [.., T, P + T]
+    scores = (content + relative) / math.sqrt(module.dim_key)
+    blocked = _blocked_keys(attention_mask, prefix[2], length, scores)
+    if blocked is None:
+        weights = scores.softmax(-1)
+    else:
+        weights = scores.masked_fill(blocked, torch.finfo(scores.dtype).min).softmax(-1).masked_fill(blocked, 0.0)
+    output = (module.dropout(weights) @ values.transpose(1, 2)).transpose(1, 2).reshape(batch, time, -1)
+    return module.linear_out(output), weights if output_attentions else None
+
+
+def _heads(module: torch.nn.Module, states: torch.Tensor) -> torch.Tensor:
+    """[batch, length, d_model] -> [batch, length, heads, head_dim]."""
+    return states.reshape(states.shape[0], -1, module.num_heads, module.head_dim)
+
+
+def _relative_projections(
+    module: torch.nn.Module, hidden_states: torch.Tensor, prefix: Prefix
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Queries [batch, T, heads, head_dim], keys and values [batch, P + T, heads, head_dim] (the prefix first), P."""
+    query = _heads(module, module.linear_q(hidden_states))
+    keys, values = module.linear_k(hidden_states), module.linear_v(hidden_states)
+    keys = torch.cat([prefix[0].to(keys.dtype), keys], dim=1)
+    values = torch.cat([prefix[1].to(values.dtype), values], dim=1)
+    return query, _heads(module, keys), _heads(module, values), prefix[0].shape[1]
+
+
+def _blocked_keys(
+    mask: torch.Tensor | None, valid: torch.Tensor | None, length: int, scores: torch.Tensor
+) -> torch.Tensor | None:
+    """Which of the P + T keys each row may not attend, [batch, 1, 1, P + T] bool (True: blocked), from the key
+    padding `mask` [batch, 1, T] and the prefix positions `valid` [batch, P] to the row; None when all are open."""
+    if mask is None and valid is None:
+        return None
+    batch, time = scores.shape[0], scores.shape[-1] - length
+    sequence = scores.new_zeros(batch, 1, 1, time, dtype=torch.bool) if mask is None else mask.unsqueeze(1).eq(0)
+    prefix = scores.new_zeros(batch, 1, 1, length, dtype=torch.bool) if valid is None else ~valid[:, None, None]
+    return torch.cat([prefix, sequence.expand(batch, 1, 1, time)], dim=-1)
+
+
+def _route_relative(module: torch.nn.Module) -> None:
+    """Compute this module's attention (only) with `relative_prefixed_attention`, which falls back on the forward
+    it had (an accelerate hook's, if any) whenever there is no prefix."""
+    module.forward = partial(relative_prefixed_attention, module, module.forward)
+
+
+ROUTERS: dict[str, Callable[[torch.nn.Module], None]] = {
+    "interface": _route_interface, "hooks": _route_hooks, "relative": _route_relative,
+}  # fmt: skip
+
+
+def route(module: torch.nn.Module) -> None:
+    """Let prefixes into this attention module, by the route its kind takes (`route_of`)."""
+    ROUTERS[route_of(module)](module)
+
+
 class _CacheWithoutPrefix:
     """A cache as a position embedding should see it: without the prefix its first entries hold."""
 
@@ -241,10 +365,10 @@ def add_prefixes(backbone: FrozenBackbone, plan: PrefixPlan, length: int, name: 
         module = backbone.model.get_submodule(module_name)
         if not hasattr(module, SLOT):
             module.register_module(SLOT, torch.nn.ParameterDict())
-            (_route_interface if plan.route == "interface" else _route_hooks)(module)
-        width = module.k_proj.out_features
-        init = torch.randn(2, length, width, generator=generator) * width**-0.5
-        getattr(module, SLOT)[name] = torch.nn.Parameter(init.to(module.k_proj.weight.device))
+            route(module)
+        keys = key_projection(module)
+        init = torch.randn(2, length, keys.out_features, generator=generator) * keys.out_features**-0.5
+        getattr(module, SLOT)[name] = torch.nn.Parameter(init.to(keys.weight.device))
         module.speechpeft_active = name
     decoder = [m for n in plan.modules if getattr(m := backbone.model.get_submodule(n), "is_decoder", False)]
     if plan.route == "hooks" and decoder and not hasattr(backbone.model, "speechpeft_positions_hooked"):

@@ -58,6 +58,31 @@ register_backbone(
     )
 )
 
+# FastSpeech 2 with Conformer blocks (transformers' port of ESPnet's): a non-autoregressive text encoder, duration,
+# pitch and energy predictors, and a mel "decoder" that is another Conformer encoder (no causal attention, no
+# cross-attention). Its attention names its projections linear_q/k/v/out and adds a relative position term.
+# int8 leaves the predictors (their 1-wide output layers give log-durations that round to whole frames) and the
+# mel projection in full precision: the backbone's own outputs, not stream layers.
+register_backbone(
+    BackboneSpec(
+        family="fastspeech2_conformer",
+        description="Non-autoregressive Conformer text-to-speech (FastSpeech 2): phoneme ids to a mel spectrogram.",
+        model_types=("fastspeech2_conformer",),
+        sample_rate=SAMPLE_RATE_16K,
+        tasks={"tts": TaskModel("FastSpeech2ConformerModel", "SpeechT5Processor")},
+        target_modules={
+            "lora": ("linear_q", "linear_v"),
+            "adalora": ("linear_q", "linear_v"),
+            "prefix": ("self_attn",),
+            "bottleneck_attention": ("self_attn",),
+            "bottleneck_ffn": ("feed_forward",),  # the block's last FFN, after its conv (feed_forward_macaron: first)
+        },
+        hub_examples=("speechpeft/tiny-fastspeech2",),
+        int8_skip_modules=("duration_predictor", "pitch_predictor", "energy_predictor", "speech_decoder_postnet"),
+        cast_float_inputs=("decoder",),  # the length regulator hands it fp32 frames whatever the model's dtype
+    )
+)
+
 
 def _self_supervised_encoder(
     family: str,

@@ -120,6 +120,8 @@ def load_frozen(
     _warn_random_weights(source, task_model, info.get("missing_keys", ()))
     if resolved != "int8":  # bitsandbytes places the model itself, through device_map
         model.to(device)
+    if resolved != "fp32":
+        cast_float_inputs(model, spec.cast_float_inputs)
     freeze(model)
     if window_seconds is not None:
         check_window(window_seconds, model)
@@ -145,6 +147,25 @@ def freeze(model: torch.nn.Module) -> None:
     model.eval()
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     assert not trainable, f"parameters still trainable after freezing: {trainable[:5]}"
+
+
+def cast_float_inputs(model: torch.nn.Module, names: Iterable[str]) -> None:
+    """Cast the float tensors each named submodule receives to that submodule's dtype, at every call.
+
+    For models that build an intermediate tensor in fp32 whatever their own dtype (FastSpeech 2's length regulator
+    allocates the mel decoder's input with `dtype=torch.float`): a bf16 or fp16 LayerNorm on the CPU refuses it.
+    """
+    for name in names:
+        model.get_submodule(name).register_forward_pre_hook(_to_own_dtype, with_kwargs=True)
+
+
+def _to_own_dtype(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    dtype = next(p.dtype for p in module.parameters() if p.is_floating_point())
+
+    def cast(value: Any) -> Any:
+        return value.to(dtype) if isinstance(value, torch.Tensor) and value.is_floating_point() else value
+
+    return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
 
 
 @contextlib.contextmanager

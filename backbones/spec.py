@@ -40,6 +40,9 @@ class BackboneSpec:
     target_modules: Mapping[str, tuple[str, ...]]
     hub_examples: tuple[str, ...] = ()
     int8_skip_modules: tuple[str, ...] = field(default=())  # besides task heads
+    # submodules whose float inputs the model builds in fp32 whatever its dtype (FastSpeech 2's length regulator):
+    # `load_frozen` casts them to the submodule's own dtype when the backbone is not fp32
+    cast_float_inputs: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         unknown = set(self.tasks) - set(TASK_KINDS)

@@ -182,6 +182,7 @@ def _add_backbones(parser: argparse.ArgumentParser) -> None:
 def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     from speechpeft.backbones.pretrain.options import (
         FastSpeech2PretrainOptions,
+        HifiGanPretrainOptions,
         SpeechT5PretrainOptions,
         WhisperPretrainOptions,
     )
@@ -195,6 +196,8 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
                           "Griffin-Lim vocoder"),
         "tiny-fastspeech2": (FastSpeech2PretrainOptions, "FastSpeech2ConformerModel on one espeak-ng voice, phoneme "
                              "input, durations from libespeak-ng (in progress: no vocoder, not shipped yet)"),
+        "tiny-hifigan": (HifiGanPretrainOptions, "a SpeechT5HifiGan vocoder for the built-in TTS backbones' log10 "
+                         "mels, on one voice's recordings, by MR-STFT and mel L1 reconstruction (in progress)"),
     }  # fmt: skip
     for name, (options_class, what) in described.items():
         recipe = _add_options_command(

@@ -115,6 +115,8 @@ def backbones_pretrain(args: argparse.Namespace) -> dict:
         from speechpeft.backbones.pretrain.whisper import pretrain_whisper as pretrain
     elif args.backbone == "tiny-fastspeech2":
         from speechpeft.backbones.pretrain.fastspeech2 import pretrain_fastspeech2 as pretrain
+    elif args.backbone == "tiny-hifigan":
+        from speechpeft.backbones.pretrain.hifigan import pretrain_hifigan as pretrain
     else:
         from speechpeft.backbones.pretrain.speecht5 import pretrain_speecht5 as pretrain
     best = pretrain(args.options)

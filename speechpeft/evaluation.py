@@ -103,7 +103,7 @@ def evaluate_adapter(options) -> dict:
     source = options.dataset or recorded_dataset(adapter)  # checked before the model loads (seconds)
     task, model, record = load_trained(adapter, options.precision, window_seconds=options.window_seconds)
     split = data.pick_split(data.load_speech_dataset(source), options.split)
-    rows, left_out = data.task_rows(split, task.roles)
+    rows, left_out = data.task_rows(split, task.roles, getattr(task, "context", ()))
     if options.max_utterances is not None:
         rows = rows.select(range(min(options.max_utterances, len(rows))))
     rows, left_out = data.usable_rows(task, rows, left_out, options.split)

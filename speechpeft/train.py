@@ -56,12 +56,14 @@ def prepare_rows(
     each ("train", "validation") for an empty label or transcript. A validation slice held out of the training
     split has its left-out rows counted under "train"."""
     dataset = data.load_speech_dataset(options.dataset)
-    rows, left_out = data.task_rows(data.pick_split(dataset, options.split), entry.roles)
+    rows, left_out = data.task_rows(data.pick_split(dataset, options.split), entry.roles, entry.context)
     if options.max_utterances is not None:
         rows = rows.shuffle(seed=options.seed).select(range(min(options.max_utterances, len(rows))))
     if options.validation_split is None:
         return *data.hold_out(rows, options.validation_fraction, options.seed), {"train": left_out, "validation": {}}
-    validation, validation_left_out = data.task_rows(data.pick_split(dataset, options.validation_split), entry.roles)
+    validation, validation_left_out = data.task_rows(
+        data.pick_split(dataset, options.validation_split), entry.roles, entry.context
+    )
     return rows, validation, {"train": left_out, "validation": validation_left_out}
 
 

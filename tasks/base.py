@@ -68,6 +68,7 @@ class TaskEntry:
     build: Callable[[FrozenBackbone, list[str] | None], Task]
     description: str
     selection: tuple[str, str]  # (metric, "min" | "max") that picks the best checkpoint
+    context: tuple[str, ...] = ()  # columns some backbones' tasks read when a dataset has them (tasks.data.task_rows)
 
     def better(self, metrics: dict[str, float], best: dict[str, float] | None) -> bool:
         name, goal = self.selection

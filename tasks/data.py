@@ -63,17 +63,22 @@ def find_column(columns: list[str], role: str) -> str:
     )
 
 
-def select_columns(dataset: datasets.Dataset, roles: tuple[str, ...]) -> datasets.Dataset:
-    """Keep one column per role, named after the role."""
+def select_columns(
+    dataset: datasets.Dataset, roles: tuple[str, ...], context: tuple[str, ...] = ()
+) -> datasets.Dataset:
+    """Keep one column per role, named after the role, and the `context` columns the dataset has (unrenamed; one
+    a role already reads is not kept twice)."""
     sources = {role: find_column(dataset.column_names, role) for role in roles}
-    dataset = dataset.select_columns(list(dict.fromkeys(sources.values())))
+    extra = [c for c in context if c in dataset.column_names and c not in sources.values()]
+    dataset = dataset.select_columns(list(dict.fromkeys([*sources.values(), *extra])))
     return dataset.rename_columns({source: role for role, source in sources.items() if source != role})
 
 
-def task_rows(dataset: datasets.Dataset, roles: tuple[str, ...]) -> tuple[datasets.Dataset, LeftOut]:
-    """The rows a task can use (its columns only), and the rows left out: those whose label or transcript is
-    missing, empty or punctuation only, counted as `empty_<role>`."""
-    rows = select_columns(dataset, roles)
+def task_rows(dataset: datasets.Dataset, roles: tuple[str, ...],
+              context: tuple[str, ...] = ()) -> tuple[datasets.Dataset, LeftOut]:  # fmt: skip
+    """The rows a task can use (its role columns, and the `context` columns it reads when present), and the rows
+    left out: those whose label or transcript is missing, empty or punctuation only, counted as `empty_<role>`."""
+    rows = select_columns(dataset, roles, context)
     return sift(rows, [empty(role) for role in roles if role != "audio"])
 
 

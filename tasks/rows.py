@@ -27,6 +27,9 @@ REASONS = {  # what each reason means, for the warning (plus "empty_<role>", see
     "label_not_in_map": "label missing from the adapter's label map",
     "timing_length_mismatch": "libespeak-ng's resynthesis is not exactly as long as the clip",
     "no_phoneme_timings": "libespeak-ng could not time the utterance, or said a phoneme missing from the inventory",
+    "not_an_espeak_ng_clip": "not rendered by espeak-ng: no exact phoneme durations to learn from",
+    "audio_not_16_khz": "audio not at 16 kHz (the vocoder's rate)",
+    "audio_shorter_than_segment": "audio shorter than one training segment of the vocoder",
 }
 
 

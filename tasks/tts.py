@@ -37,6 +37,7 @@ DROPOUT_SEED = 0  # the speech-decoder prenet's dropout masks, drawn afresh for 
 LISTENER = "openai/whisper-tiny.en"
 LISTENER_VARIABLE = "SPEECHPEFT_TTS_LISTENER"  # names another listener (the test suite: speechpeft/tiny-whisper)
 LISTENER_BATCH = 16  # clips transcribed at once (each is padded to the listener's window)
+SYNTHESIS_COLUMNS = ("voice", "rate", "pitch")  # how `speechpeft data synth` rendered a clip (FastSpeech2 re-times it)
 
 
 def default_listener() -> str:
@@ -110,14 +111,16 @@ class Listener:
 
 
 class SpeechSynthesis:
-    name, kind, roles = "tts", "tts", ("audio", "text")
+    """The TTS task on a SpeechT5 backbone; its scoring is shared by every TTS family (`tts_fastspeech2`)."""
+
+    name, kind, roles, context = "tts", "tts", ("audio", "text"), ()
 
     def __init__(self, backbone: FrozenBackbone, listener: str | None = None) -> None:
         self.backbone, self.listener = backbone, Listener(listener or default_listener())
         self.tokenizer = backbone.processor.tokenizer
         self.extractor = backbone.processor.feature_extractor
-        self.reduction = backbone.model.config.reduction_factor
-        self.speaker_dim = backbone.model.config.speaker_embedding_dim
+        self.reduction = getattr(backbone.model.config, "reduction_factor", 1)
+        self.speaker_dim = getattr(backbone.model.config, "speaker_embedding_dim", None)
 
     def usable(self, rows: datasets.Dataset) -> tuple[datasets.Dataset, LeftOut]:
         """Leave out (and count) texts with no words after the normaliser (no CER reference) or longer than the
@@ -218,8 +221,17 @@ class SpeechSynthesis:
         return self.listener.provenance()
 
 
+def build(backbone: FrozenBackbone, labels: list[str] | None = None) -> SpeechSynthesis:
+    """The TTS task of the backbone's family: SpeechT5 (characters in) or FastSpeech2Conformer (phonemes in)."""
+    if backbone.spec.family == "fastspeech2_conformer":
+        from speechpeft.tasks.tts_fastspeech2 import FastSpeech2Synthesis
+
+        return FastSpeech2Synthesis(backbone)
+    return SpeechSynthesis(backbone)
+
+
 TASKS.register(
     "tts",
-    TaskEntry("tts", SpeechSynthesis.roles, lambda backbone, labels: SpeechSynthesis(backbone),
-              "text-to-speech: DNSMOS (OVRL headline), CER through ASR, MCD", ("mcd", "min")),
+    TaskEntry("tts", SpeechSynthesis.roles, build, "text-to-speech: DNSMOS (OVRL headline), CER through ASR, MCD",
+              ("mcd", "min"), context=SYNTHESIS_COLUMNS),
 )  # fmt: skip

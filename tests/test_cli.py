@@ -27,7 +27,8 @@ def run(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     "command",
     [(), ("backbones",), ("backbones", "list"), ("backbones", "info"), ("backbones", "card"), ("data",),
-     ("data", "synth"), ("backbones", "pretrain", "tiny-fastspeech2")],
+     ("data", "synth"), ("backbones", "pretrain", "tiny-fastspeech2"),
+     ("backbones", "pretrain", "tiny-hifigan")],
 )  # fmt: skip
 def test_every_command_has_help(command):
     result = run(*command, "--help")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import datasets
@@ -29,6 +29,7 @@ from speechpeft.backbones.pretrain.options import FastSpeech2PretrainOptions
 from speechpeft.backbones.pretrain.phoneme_features import (
     HOP_LENGTH,
     PhonemeFeatures,
+    PhonemeLabels,
     build_phoneme_features,
     normalisation,
     normalise,
@@ -88,15 +89,60 @@ def token_layout(phonemes: str, tokenizer: transformers.SpeechT5Tokenizer) -> tu
 
 
 @dataclass
+class LabelledUtterance:
+    """One utterance as the model takes it: per token, ids and labels (0 where the token is no phoneme)."""
+
+    ids: np.ndarray  # int64 [T]
+    durations: np.ndarray  # int64 [T], frames (summing to the mel's frames)
+    pitch: np.ndarray  # float32 [T], normalised log F0
+    energy: np.ndarray  # float32 [T], normalised energy
+    mel: np.ndarray | None = None  # float32 [frames, 80] log10, when the caller has it
+
+
+def token_labels(labels: PhonemeLabels, mel: np.ndarray | None, tokenizer, stats: dict) -> LabelledUtterance:
+    """A phoneme's duration, pitch and energy (normalised by `stats`) on its token, 0 on the others (word
+    boundaries, `</s>`). Raises ValueError when the tokenizer does not spell the phonemes (`token_layout`)."""
+    ids, owners = token_layout(labels.phonemes, tokenizer)
+    own = owners >= 0
+    per_token = []
+    for values in (labels.durations.astype(np.int64), normalise(labels.pitch, stats["pitch"]),
+                   normalise(labels.energy, stats["energy"])):  # fmt: skip
+        spread = np.zeros(len(ids), dtype=values.dtype)
+        spread[own] = values[owners[own]]
+        per_token.append(spread)
+    return LabelledUtterance(ids, *per_token, mel=mel)
+
+
+def pad_batch(utterances: list[LabelledUtterance]) -> dict[str, torch.Tensor]:
+    """Padded model inputs: input_ids [B, T] (pad 0), attention_mask [B, T], duration_labels [B, T],
+    pitch_labels and energy_labels [B, T, 1], spectrogram_labels [B, frames, 80] (log10 mel; pad -100)."""
+    count, tokens = len(utterances), max(len(u.ids) for u in utterances)
+    batch = {
+        "input_ids": torch.full((count, tokens), PAD_ID, dtype=torch.long),
+        "attention_mask": torch.zeros(count, tokens, dtype=torch.long),
+        "duration_labels": torch.zeros(count, tokens, dtype=torch.long),
+        "pitch_labels": torch.zeros(count, tokens, 1),
+        "energy_labels": torch.zeros(count, tokens, 1),
+        "spectrogram_labels": torch.full((count, max(len(u.mel) for u in utterances), 80), -100.0),
+    }
+    for b, u in enumerate(utterances):
+        n = len(u.ids)
+        batch["input_ids"][b, :n] = torch.from_numpy(u.ids)
+        batch["attention_mask"][b, :n] = 1
+        batch["duration_labels"][b, :n] = torch.from_numpy(u.durations)
+        batch["pitch_labels"][b, :n, 0] = torch.from_numpy(u.pitch)
+        batch["energy_labels"][b, :n, 0] = torch.from_numpy(u.energy)
+        batch["spectrogram_labels"][b, : len(u.mel)] = torch.from_numpy(u.mel)
+    return batch
+
+
+@dataclass
 class Examples:
-    """Rows of a feature store as the model takes them: per token, ids [T] and labels (0 where no phoneme)."""
+    """Rows of a feature store, labelled per token; their mels stay in the (memory-mapped) store."""
 
     features: PhonemeFeatures
     rows: np.ndarray  # indices into `features`
-    ids: list[np.ndarray]  # int64 [T]
-    durations: list[np.ndarray]  # int64 [T], frames
-    pitch: list[np.ndarray]  # float32 [T], normalised log F0
-    energy: list[np.ndarray]  # float32 [T], normalised energy
+    utterances: list[LabelledUtterance]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -106,43 +152,13 @@ class Examples:
 
 
 def examples(features: PhonemeFeatures, rows: np.ndarray, tokenizer, stats: dict) -> Examples:
-    """Token-level labels of `rows`: a phoneme's duration, pitch and energy on its token, 0 on the others."""
-    out = Examples(features, rows, [], [], [], [])
-    for row in rows:
-        ids, owners = token_layout(features.phonemes[row], tokenizer)
-        span, own = features.phoneme_range(int(row)), owners >= 0
-        for target, values in ((out.durations, features.durations[span].astype(np.int64)),
-                               (out.pitch, normalise(features.pitch[span], stats["pitch"])),
-                               (out.energy, normalise(features.energy[span], stats["energy"]))):  # fmt: skip
-            per_token = np.zeros(len(ids), dtype=values.dtype)
-            per_token[own] = values[owners[own]]
-            target.append(per_token)
-        out.ids.append(ids)
-    return out
+    """Token-level labels of `rows` (`token_labels`)."""
+    return Examples(features, rows, [token_labels(features.labels(int(row)), None, tokenizer, stats) for row in rows])
 
 
 def make_batch(data: Examples, positions: np.ndarray) -> dict[str, torch.Tensor]:
-    """Padded model inputs: input_ids [B, T] (pad 0), attention_mask [B, T], duration_labels [B, T],
-    pitch_labels and energy_labels [B, T, 1], spectrogram_labels [B, frames, 80] (log10 mel; pad -100)."""
-    tokens = max(len(data.ids[p]) for p in positions)
-    mels = [data.features.mel(int(data.rows[p])) for p in positions]
-    batch = {
-        "input_ids": torch.full((len(positions), tokens), PAD_ID, dtype=torch.long),
-        "attention_mask": torch.zeros(len(positions), tokens, dtype=torch.long),
-        "duration_labels": torch.zeros(len(positions), tokens, dtype=torch.long),
-        "pitch_labels": torch.zeros(len(positions), tokens, 1),
-        "energy_labels": torch.zeros(len(positions), tokens, 1),
-        "spectrogram_labels": torch.full((len(positions), max(map(len, mels)), mels[0].shape[1]), -100.0),
-    }
-    for b, (p, mel) in enumerate(zip(positions, mels, strict=True)):
-        n = len(data.ids[p])
-        batch["input_ids"][b, :n] = torch.from_numpy(data.ids[p])
-        batch["attention_mask"][b, :n] = 1
-        batch["duration_labels"][b, :n] = torch.from_numpy(data.durations[p])
-        batch["pitch_labels"][b, :n, 0] = torch.from_numpy(data.pitch[p])
-        batch["energy_labels"][b, :n, 0] = torch.from_numpy(data.energy[p])
-        batch["spectrogram_labels"][b, : len(mel)] = torch.from_numpy(mel)
-    return batch
+    """`pad_batch` of the utterances at `positions`, their mels read from the store."""
+    return pad_batch([replace(data.utterances[p], mel=data.features.mel(int(data.rows[p]))) for p in positions])
 
 
 def batch_positions(frames: np.ndarray, seed: int, step: int, batch_size: int) -> np.ndarray:

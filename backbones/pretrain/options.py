@@ -137,3 +137,53 @@ class FastSpeech2PretrainOptions(PretrainOptions):
             raise InputError(f"--decoder-kernel {self.decoder_kernel}: must be a positive odd number")
         if not 0 <= self.dropout < 1:  # also refuses nan
             raise InputError(f"--dropout {self.dropout}: must be at least 0 and below 1")
+
+
+MIN_SEGMENT_FRAMES = 8  # 2048 samples: the MR-STFT loss's longest FFT, so every resolution sees whole frames
+HIFIGAN_UPSAMPLING = 16  # the generator halves its channels at each of its 4 upsampling layers
+
+
+@dataclass(frozen=True)
+class HifiGanPretrainOptions(PretrainOptions):
+    """Options of `speechpeft backbones pretrain tiny-hifigan`: a HiFi-GAN generator (https://arxiv.org/abs/2010.05646)
+    trained on random segments with a reconstruction loss only."""
+
+    corpus: Path = field(metadata=_help("corpus from `speechpeft data synth`: its pretrain recordings by --voice"))
+    steps: int = field(default=10_000, metadata=_help("optimisation steps (about 1.8 s each on one core)"))
+    batch_size: int = field(default=16, metadata=_help("segments per step, each from a different utterance"))
+    lr: float = field(default=5e-4, metadata=_help("peak learning rate (AdamW), after linear warm-up"))
+    warmup: int = field(default=500, metadata=_help("warm-up steps"))
+    layers: int = field(default=4, metadata=_help("not used by tiny-hifigan: its size is --channels"))
+    heads: int = field(default=4, metadata=_help("not used by tiny-hifigan: its size is --channels"))
+    ffn: int = field(default=1024, metadata=_help("not used by tiny-hifigan: its size is --channels"))
+    eval_every: int = field(default=500, metadata=_help("steps between evaluations (and checkpoints)"))
+    eval_utterances: int = field(
+        default=16, metadata=_help("sentences held out of the pretrain split, vocoded whole for the held-out mel L1")
+    )
+    voice: str = field(default="espeak-en-us", metadata=_help("the voice whose recordings to learn"))
+    channels: int = field(
+        default=128, metadata=_help("generator width after its input convolution, halved by each of its 4 upsamplings")
+    )
+    segment_frames: int = field(
+        default=32, metadata=_help("mel frames per training segment (x 256 samples); shorter utterances are left out")
+    )
+    mel_weight: float = field(
+        default=45.0, metadata=_help("weight of the log10-mel L1 beside the multi-resolution STFT loss (HiFi-GAN: 45)")
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        voices = [v.id for v in VOICES]
+        if self.voice not in voices:
+            raise InputError(f"--voice {self.voice}: not a corpus voice; choose one of {', '.join(voices)}")
+        if self.channels < HIFIGAN_UPSAMPLING or self.channels % HIFIGAN_UPSAMPLING:
+            raise InputError(f"--channels {self.channels}: must be a positive multiple of {HIFIGAN_UPSAMPLING} "
+                             "(halved at each of 4 upsamplings), e.g. 128")  # fmt: skip
+        if self.segment_frames < MIN_SEGMENT_FRAMES:
+            raise InputError(f"--segment-frames {self.segment_frames}: must be at least {MIN_SEGMENT_FRAMES} "
+                             "(2048 samples, the STFT loss's longest window), e.g. 32")  # fmt: skip
+        if not 0 <= self.mel_weight < math.inf:  # also refuses nan
+            raise InputError(f"--mel-weight {self.mel_weight}: must be a number at least 0, e.g. 45")
+        for name in ("layers", "heads", "ffn"):  # PretrainOptions' transformer shape: HiFi-GAN has none
+            if getattr(self, name) != PretrainOptions.__dataclass_fields__[name].default:
+                raise InputError(f"--{name} does not apply to tiny-hifigan: leave it out and set --channels instead")

@@ -55,15 +55,24 @@ PLAN_FILE, ROWS_FILE, MEL_FILE, PHONEME_FILE = "plan.json", "rows.json", "mels.n
 
 
 @dataclass(frozen=True)
-class RowFeatures:
-    """One utterance: `mel` [frames, 80] log10; per phoneme `durations` (frames, summing to `frames`),
+class PhonemeLabels:
+    """What FastSpeech 2 learns per phoneme of one utterance: `durations` (frames, summing to its mel's frames),
     `pitch` (mean log F0 of voiced frames, log Hz, NaN if none) and `energy` (mean STFT norm, NaN if no frame)."""
 
-    mel: np.ndarray
     durations: np.ndarray  # int32 [phonemes]
     pitch: np.ndarray  # float32 [phonemes]
     energy: np.ndarray  # float32 [phonemes]
     phonemes: str  # `phoneme_text`: one character per phoneme, words separated by spaces
+
+    def labels(self) -> PhonemeLabels:
+        return PhonemeLabels(self.durations, self.pitch, self.energy, self.phonemes)
+
+
+@dataclass(frozen=True)
+class RowFeatures(PhonemeLabels):
+    """One utterance's labels and its `mel` [frames, 80] log10 (float16)."""
+
+    mel: np.ndarray
 
 
 @dataclass
@@ -90,6 +99,11 @@ class PhonemeFeatures:
 
     def phoneme_range(self, index: int) -> slice:
         return slice(int(self.phoneme_offsets[index]), int(self.phoneme_offsets[index + 1]))
+
+    def labels(self, index: int) -> PhonemeLabels:
+        """Row `index`'s per-phoneme labels."""
+        span = self.phoneme_range(index)
+        return PhonemeLabels(self.durations[span], self.pitch[span], self.energy[span], self.phonemes[index])
 
 
 def frame_log_f0(audio: np.ndarray, n_frames: int) -> np.ndarray:
@@ -131,7 +145,7 @@ def row_features(audio: np.ndarray, timings: Timings, extractor: transformers.Sp
     durations = np.asarray(frame_durations(timings, len(mel), HOP_LENGTH), dtype=np.int32)
     pitch = per_phoneme_mean(frame_log_f0(audio, len(mel)), durations)
     energy = per_phoneme_mean(frame_energy(audio, extractor, len(mel)), durations)
-    return RowFeatures(mel.astype(np.float16), durations, pitch, energy, phoneme_text(timings))
+    return RowFeatures(durations, pitch, energy, phoneme_text(timings), mel.astype(np.float16))
 
 
 def _timed(row: dict) -> Timings | str:
@@ -145,23 +159,31 @@ def _timed(row: dict) -> Timings | str:
 
 
 def extract_rows(rows: datasets.Dataset, extractor, jobs: int) -> list[RowFeatures | str]:
-    """Features of each row, or the reason (`LENGTH_MISMATCH`, `NOT_TIMED`) it is left out; `jobs` engines."""
-    meta = rows.select_columns(["id", "text", "voice", "rate", "pitch"]).to_list()
+    """Features of each row, or the reason (`LENGTH_MISMATCH`, `NOT_TIMED`) it is left out; `jobs` engines.
+
+    `rows` need columns audio, text, voice, rate and pitch (an `id` column, if any, names a row in errors)."""
+    columns = [c for c in ("id", "text", "voice", "rate", "pitch") if c in rows.column_names]
+    meta = rows.select_columns(columns).to_list()
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # each timing is a subprocess: threads use every core
         timed = list(pool.map(_timed, meta))
     results: list[RowFeatures | str] = []
-    for row, clip, timings in zip(meta, rows["audio"], timed, strict=True):
+    for index, (row, clip, timings) in enumerate(zip(meta, rows["audio"], timed, strict=True)):
         audio = clip.get_all_samples().data[0].numpy()
         if isinstance(timings, str):
             results.append(timings)
             continue
         try:
-            check_clip_length(timings, len(audio), row["id"])
+            check_clip_length(timings, len(audio), row.get("id", f"row {index}"))
         except EspeakTimingError:
             results.append(LENGTH_MISMATCH)
             continue
         results.append(row_features(audio, timings, extractor))
     return results
+
+
+def extract_labels(rows: datasets.Dataset, extractor, jobs: int) -> list[PhonemeLabels | str]:
+    """As `extract_rows`, keeping the labels only (the caller computes mels when it needs them)."""
+    return [r if isinstance(r, str) else r.labels() for r in extract_rows(rows, extractor, jobs)]
 
 
 def _save_shard(path: Path, results: list[RowFeatures | str]) -> None:

@@ -1,0 +1,129 @@
+"""Text-to-speech on a FastSpeech2Conformer backbone (`speechpeft/tiny-fastspeech2`): phoneme input, exact durations.
+
+FastSpeech 2 (https://arxiv.org/abs/2006.04558) is non-autoregressive: to learn it needs each input phoneme's
+duration in mel frames, and its pitch and energy. For clips the synthetic corpus rendered with espeak-ng, they
+come exact from the engine itself (`speechpeft.backbones.pretrain.phoneme_features`): the row's `voice`, `rate`
+and `pitch` columns (`SYNTHESIS_COLUMNS`, written by `speechpeft data synth`) re-time its text. Rows that cannot
+be re-timed (another engine, a real recording, no such columns, a resynthesis of another length) are left out
+and counted by reason. Pitch and energy labels are normalised with the backbone's own statistics, recorded in its
+config.json under "speechpeft" by the pretraining recipe. Synthesis is free-running (the model's own durations,
+pitch and energy), one utterance at a time, and shares the SpeechT5 task's vocoder and scoring.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+
+from speechpeft.backbones import FrozenBackbone
+from speechpeft.backbones.pretrain.fastspeech2 import LabelledUtterance, pad_batch, token_labels
+from speechpeft.backbones.pretrain.phoneme_features import PhonemeLabels, extract_labels
+from speechpeft.backbones.vocoder import griffin_lim
+from speechpeft.errors import InputError
+from speechpeft.tasks.base import Predictions, decode_audio, timed
+from speechpeft.tasks.corpus.espeak_timing import EspeakTimingError, phoneme_text, phoneme_timings
+from speechpeft.tasks.corpus.voices import VOICES
+from speechpeft.tasks.rows import LeftOut, Rule, normalises_to_nothing, sift
+from speechpeft.tasks.tts import SYNTHESIS_COLUMNS, SpeechSynthesis
+
+ESPEAK_VOICES = frozenset(v.id for v in VOICES if v.engine == "espeak-ng")
+NOT_ESPEAK = "not_an_espeak_ng_clip"
+MAX_FRAMES_PER_TOKEN = 15  # a free-running utterance longer than this per input token is cut (and counted)
+TIMING_JOBS = 2  # libespeak-ng processes at once
+
+
+def row_key(row: dict) -> tuple[str, str, float, float]:
+    """What identifies a clip's timing: (voice, text, rate, pitch)."""
+    return row["voice"], row["text"], float(row["rate"]), float(row["pitch"])
+
+
+class FastSpeech2Synthesis(SpeechSynthesis):
+    """The TTS task for a `fastspeech2_conformer` backbone; scoring (DNSMOS, MCD, CER) is `SpeechSynthesis`'s."""
+
+    context = SYNTHESIS_COLUMNS
+
+    def __init__(self, backbone: FrozenBackbone, listener: str | None = None) -> None:
+        super().__init__(backbone, listener)
+        record = getattr(backbone.model.config, "speechpeft", None) or {}
+        if "pitch" not in record or "phonemizer" not in record:
+            raise InputError(f"{backbone.source} has no phonemizer and pitch/energy statistics in its config.json "
+                             "(\"speechpeft\" key): only FastSpeech2 backbones pretrained by `speechpeft backbones "
+                             "pretrain tiny-fastspeech2` can be adapted")  # fmt: skip
+        self.stats, self.voice = {k: record[k] for k in ("pitch", "energy")}, record["phonemizer"]["voice"]
+        self.labels: dict[tuple, PhonemeLabels] = {}
+
+    def usable(self, rows: datasets.Dataset) -> tuple[datasets.Dataset, LeftOut]:
+        """Rows re-timed by libespeak-ng (their labels kept for `collate`), with a CER reference; the others are
+        left out and counted: `not_an_espeak_ng_clip`, `no_phoneme_timings`, `timing_length_mismatch`.
+
+        Raises InputError when the rows lack the `voice`, `rate` and `pitch` columns altogether."""
+        missing = [c for c in SYNTHESIS_COLUMNS if c not in rows.column_names]
+        if missing:
+            raise InputError(f"{self.backbone.source} learns from clips of `speechpeft data synth` (exact espeak-ng "
+                             f"phoneme durations) and the rows lack {', '.join(missing)}: use a synthetic corpus, "
+                             "or speechpeft/tiny-speecht5 for other recordings")  # fmt: skip
+        rows, left_out = sift(rows, [normalises_to_nothing(), _not_espeak()])
+        labels = extract_labels(rows, self.extractor, TIMING_JOBS)
+        kept = [i for i, label in enumerate(labels) if not isinstance(label, str)]
+        for i in kept:
+            self.labels[row_key(rows[i])] = labels[i]
+        for reason in (label for label in labels if isinstance(label, str)):
+            left_out[reason] = left_out.get(reason, 0) + 1
+        return (rows.select(kept) if len(kept) < len(rows) else rows), left_out
+
+    def collate(self, rows: list[dict]) -> dict[str, Any]:
+        audio = decode_audio(rows)
+        utterances = [self._labelled(row, clip) for row, clip in zip(rows, audio, strict=True)]
+        batch = pad_batch(utterances)
+        batch["spectrogram_labels"] = batch["spectrogram_labels"].to(self.backbone.input_dtype)
+        return {**batch, "references": [row["text"] for row in rows], "reference_audio": audio}
+
+    def _labelled(self, row: dict, audio: np.ndarray) -> LabelledUtterance:
+        labels = self.labels.get(row_key(row))
+        if labels is None:
+            raise InputError(f"{row['text']!r} ({row['voice']}) was not re-timed: pass rows through `usable` first")
+        mel = self.extractor(audio_target=audio, sampling_rate=self.extractor.sampling_rate)["input_values"][0]
+        return token_labels(labels, np.asarray(mel, dtype=np.float32), self.tokenizer, self.stats)
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        keys = ("input_ids", "attention_mask", "spectrogram_labels", "duration_labels", "pitch_labels",
+                "energy_labels")  # fmt: skip
+        return model(**{k: batch[k].to(self.backbone.device) for k in keys}).loss
+
+    def predict(self, model: torch.nn.Module, batch: dict[str, Any]) -> Predictions:
+        """Speak each text alone: in eval mode the decoder has no padding mask, so a batched utterance would
+        attend to its neighbours' padding."""
+        texts = [ids[mask.bool()] for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True)]
+        spoken, seconds = timed(lambda: [self.speak(model, ids) for ids in texts])
+        extras = [{"reference_audio": reference, "capped": capped}
+                  for reference, (_, capped) in zip(batch["reference_audio"], spoken, strict=True)]  # fmt: skip
+        return Predictions([audio for audio, _ in spoken], batch["references"], seconds, extras=extras)
+
+    def speak(self, model: torch.nn.Module, ids: torch.Tensor) -> tuple[np.ndarray, bool]:
+        """[tokens] phoneme ids -> 16 kHz waveform, and whether it was cut at MAX_FRAMES_PER_TOKEN frames per token.
+
+        The model runs in eval mode (its own durations, pitch and energy), restored to its mode after."""
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                mel = model(input_ids=ids[None].to(self.backbone.device)).spectrogram[0]  # [frames, 80]
+        finally:
+            model.train(was_training)
+        cap = MAX_FRAMES_PER_TOKEN * len(ids)
+        return griffin_lim(mel[:cap].float().cpu(), self.extractor), len(mel) > cap
+
+    def phonemes(self, text: str, voice: str | None = None) -> str:
+        """`text` as the model's input: espeak-ng phonemes of `voice` (default: the backbone's), one character
+        each, words separated by spaces. Raises InputError when the engine cannot phonemise it."""
+        try:
+            return phoneme_text(phoneme_timings(text, voice or self.voice))
+        except EspeakTimingError as error:
+            raise InputError(f"cannot phonemise {text!r} with {voice or self.voice}: {error}") from error
+
+
+def _not_espeak() -> Rule:
+    return Rule(NOT_ESPEAK, ("voice",), lambda voice: voice not in ESPEAK_VOICES)

@@ -1,0 +1,126 @@
+"""The TTS task on a (toy, random) FastSpeech2Conformer backbone: espeak-ng rows re-timed into exact labels,
+the others left out and counted, a loss that trains, and free-running speech."""
+
+import json
+import shutil
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import torch
+import transformers
+
+from speechpeft.backbones import load_frozen
+from speechpeft.backbones.pretrain import fastspeech2 as recipe
+from speechpeft.backbones.pretrain.options import FastSpeech2PretrainOptions
+from speechpeft.errors import InputError
+from speechpeft.tasks import data
+from speechpeft.tasks.base import TASKS
+from speechpeft.tasks.corpus.build import build_corpus
+from speechpeft.tasks.corpus.options import SynthOptions
+from speechpeft.tasks.tts_fastspeech2 import NOT_ESPEAK, FastSpeech2Synthesis
+
+STATS = {"pitch": {"mean": 4.8, "std": 0.2, "unit": "log Hz"}, "energy": {"mean": 20.0, "std": 10.0, "unit": "L2"}}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """12 utterances: espeak-en-us (a pretrain voice) and flite-slt (an adapt voice, which cannot be re-timed)."""
+    out = tmp_path_factory.mktemp("fs2task") / "corpus"
+    voices, splits = ("espeak-en-us", "flite-slt"), ("pretrain=0.5", "adapt=0.5")
+    build_corpus(SynthOptions(out=out, utterances=12, voices=voices, splits=splits), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def backbone_dir(tmp_path_factory) -> Path:
+    """A random toy tiny-fastspeech2 as the recipe exports it: config with the "speechpeft" record + processor."""
+    out = tmp_path_factory.mktemp("fs2task") / "model"
+    options = FastSpeech2PretrainOptions(corpus=out, out=out, hidden=32, layers=1, heads=2, ffn=64)
+    processor = recipe.phoneme_processor(out)
+    config = recipe.fastspeech2_config(options, len(processor.tokenizer), recipe.speechpeft_record(options, STATS))
+    torch.manual_seed(0)
+    recipe.export_half(transformers.FastSpeech2ConformerModel(config), processor, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def task(backbone_dir) -> FastSpeech2Synthesis:
+    return TASKS.get("tts").build(load_frozen(backbone_dir, "tts", "fp32", device="cpu"), None)
+
+
+@pytest.fixture(scope="module")
+def usable(task, corpus):
+    split = datasets.concatenate_datasets(list(datasets.load_from_disk(str(corpus)).values()))
+    rows, left_out = data.task_rows(split, TASKS.get("tts").roles, TASKS.get("tts").context)
+    assert left_out == {}
+    kept, unusable = task.usable(data.at_sample_rate(rows, 16_000))
+    return split, kept, unusable
+
+
+def test_the_tts_entry_builds_the_fastspeech2_task_and_keeps_the_synthesis_columns(task, usable):
+    _, kept, _ = usable
+    assert isinstance(task, FastSpeech2Synthesis) and task.voice == "espeak-en-us"
+    assert set(kept.column_names) == {"audio", "text", "voice", "rate", "pitch"}
+
+
+def test_espeak_rows_are_kept_and_the_others_counted(usable):
+    split, kept, unusable = usable
+    espeak = sum(v == "espeak-en-us" for v in split["voice"])
+    assert 0 < espeak < len(split) and len(kept) == espeak
+    assert unusable == {NOT_ESPEAK: len(split) - espeak}
+
+
+def test_labels_line_up_with_each_clip_and_the_loss_trains(task, usable, backbone_dir):
+    _, kept, _ = usable
+    batch = task.collate([kept[i] for i in range(3)])
+    frames = (batch["spectrogram_labels"] != -100).any(-1).sum(-1)
+    assert torch.equal(batch["duration_labels"].sum(-1), frames)  # every mel frame belongs to one phoneme
+    assert batch["input_ids"].shape == batch["pitch_labels"].shape[:2] == batch["energy_labels"].shape[:2]
+    words = [task.phonemes(text) for text in batch["references"]]
+    assert [task.tokenizer.decode(ids[mask.bool()], skip_special_tokens=True) for ids, mask in
+            zip(batch["input_ids"], batch["attention_mask"], strict=True)] == words  # fmt: skip
+    model = load_frozen(backbone_dir, "tts", "fp32", device="cpu").model
+    for p in model.parameters():
+        p.requires_grad_(True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    losses = []
+    for _ in range(4):
+        loss = task.loss(model, batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
+
+
+def test_speech_is_free_running_one_utterance_at_a_time(task, usable):
+    _, kept, _ = usable
+    batch = task.collate([kept[i] for i in range(2)])
+    task.backbone.model.train()
+    predictions = task.predict(task.backbone.model, batch)
+    assert task.backbone.model.training  # its mode is put back
+    assert len(predictions.outputs) == 2 and all(a.dtype == np.float32 and a.ndim == 1 for a in predictions.outputs)
+    alone = task.predict(task.backbone.model, task.collate([kept[1]])).outputs[0]
+    np.testing.assert_array_equal(alone, predictions.outputs[1])  # no utterance depends on its batch
+    tokens = batch["attention_mask"].sum(-1).tolist()
+    for audio, extra, n in zip(predictions.outputs, predictions.extras, tokens, strict=True):
+        assert isinstance(extra["capped"], bool) and len(audio) <= (15 * n + 4) * 256  # cut at 15 frames a token
+
+
+def test_rows_without_synthesis_columns_are_refused_with_the_fix(task, usable):
+    _, kept, _ = usable
+    with pytest.raises(InputError, match=r"lack voice, rate, pitch.*tiny-speecht5"):
+        task.usable(kept.remove_columns(["voice", "rate", "pitch"]))
+
+
+def test_a_backbone_without_its_phonemizer_record_is_refused(backbone_dir, tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(backbone_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    del config["speechpeft"]
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match="pretrain tiny-fastspeech2"):
+        TASKS.get("tts").build(load_frozen(copy, "tts", "fp32", device="cpu"), None)
