@@ -17,7 +17,6 @@ import torch
 from speechpeft.adapters import routing
 from speechpeft.audio_input import fits_window, join_pieces, piece_samples, split_clips
 from speechpeft.errors import InputError
-from speechpeft.text_input import spell, split_text
 
 if TYPE_CHECKING:
     from speechpeft.adapters.bank import AdapterBank, Resident
@@ -74,20 +73,16 @@ def classify(bank: AdapterBank, rows: Rows, clips: list[np.ndarray]) -> list[dic
 
 
 def synthesize(bank: AdapterBank, rows: Rows, texts: Sequence[str]) -> list[np.ndarray]:
-    """Each text spoken by its adapter (`tasks.tts`'s `speak`), float32 at the extractor's rate (16 kHz): spelled
-    in the characters its tokenizer knows (`text_input.spell`), in pieces the text positions hold, joined."""
+    """Each text spoken by its adapter (the TTS task's `speak_text`: spelled or phonemised as its backbone reads
+    text, in pieces it holds, joined), float32 at the extractor's rate (16 kHz)."""
 
     def run(backbone: ResidentBackbone, members: list[int]) -> list[np.ndarray]:
         task = _task(backbone, "tts", lambda: _build(backbone, "tts", None))
-        limit = backbone.model.config.max_text_positions - 2
         spoken = []
         for i in members:
-            text = spell(texts[i], task.tokenizer, backbone.key.name, "text" if len(texts) == 1 else f"text {i}")
-            pieces = split_text(text, lambda piece: len(task.tokenizer(piece).input_ids) <= limit)
+            what = "text" if len(texts) == 1 else f"text {i}"
             with routing.rows([members.index(i)]):
-                speech = [task.speak(backbone.model, task.tokenizer(p, return_tensors="pt").input_ids[0])[0]
-                          for p in pieces]  # fmt: skip
-            spoken.append(np.concatenate(speech).astype(np.float32))
+                spoken.append(task.speak_text(backbone.model, texts[i], what, backbone.key.name))
         return spoken
 
     return _run_groups(rows, run, split=_prefix_groups)

@@ -27,6 +27,7 @@ from speechpeft.tasks.asr import PROMPT_TOKENS, english_prompt
 from speechpeft.tasks.base import TASKS, Predictions, TaskEntry, decode_audio, seeded, timed
 from speechpeft.tasks.rows import LeftOut, Rule, audio_longer_than, normalises_to_nothing, sift, text_longer_than
 from speechpeft.tasks.runaway import token_cap
+from speechpeft.text_input import spell, split_text
 
 logger = logging.getLogger(__name__)
 IGNORE_VALUE = -100.0  # mel frames the loss skips (padding)
@@ -183,6 +184,15 @@ class SpeechSynthesis:
                 maxlenratio=(steps + 0.5) * self.reduction / len(ids),
             )
         return griffin_lim(mel.float().cpu(), self.extractor), len(mel) >= steps * self.reduction
+
+    def speak_text(self, model: torch.nn.Module, text: str, what: str = "text", name: str | None = None) -> np.ndarray:
+        """`text` spoken whole, float32 at 16 kHz: in the characters the tokenizer spells (`text_input.spell`; `what`
+        and the backbone's `name` word its errors), in pieces the text positions hold, joined."""
+        text = spell(text, self.tokenizer, name or str(self.backbone.source), what)
+        limit = self.backbone.model.config.max_text_positions - 2
+        pieces = split_text(text, lambda piece: len(self.tokenizer(piece).input_ids) <= limit)
+        ids = [self.tokenizer(piece, return_tensors="pt").input_ids[0] for piece in pieces]
+        return np.concatenate([self.speak(model, piece)[0] for piece in ids]).astype(np.float32)
 
     def _max_steps(self, tokens: int) -> int:
         """Decoder steps (of `reduction` frames) a text of `tokens` may take: MAX_LENGTH_RATIO frames per token,

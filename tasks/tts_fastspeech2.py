@@ -28,11 +28,13 @@ from speechpeft.tasks.corpus.espeak_timing import EspeakTimingError, phoneme_tex
 from speechpeft.tasks.corpus.voices import VOICES
 from speechpeft.tasks.rows import LeftOut, Rule, normalises_to_nothing, sift
 from speechpeft.tasks.tts import SYNTHESIS_COLUMNS, SpeechSynthesis
+from speechpeft.text_input import split_text
 
 ESPEAK_VOICES = frozenset(v.id for v in VOICES if v.engine == "espeak-ng")
 NOT_ESPEAK = "not_an_espeak_ng_clip"
 MAX_FRAMES_PER_TOKEN = 15  # a free-running utterance longer than this per input token is cut (and counted)
 TIMING_JOBS = 2  # libespeak-ng processes at once
+MAX_PIECE_CHARACTERS = 300  # longer text is spoken in pieces (sentences, then words): attention is quadratic
 
 
 def row_key(row: dict) -> tuple[str, str, float, float]:
@@ -115,6 +117,13 @@ class FastSpeech2Synthesis(SpeechSynthesis):
             model.train(was_training)
         cap = MAX_FRAMES_PER_TOKEN * len(ids)
         return griffin_lim(mel[:cap].float().cpu(), self.extractor), len(mel) > cap
+
+    def speak_text(self, model: torch.nn.Module, text: str, what: str = "text", name: str | None = None) -> np.ndarray:
+        """`text` spoken whole, float32 at 16 kHz: phonemised by espeak-ng with the backbone's voice (it reads
+        digits, symbols and abbreviations itself), in pieces of at most `MAX_PIECE_CHARACTERS`, joined."""
+        pieces = split_text(text, lambda piece: len(piece) <= MAX_PIECE_CHARACTERS)
+        ids = [self.tokenizer(self.phonemes(piece), return_tensors="pt").input_ids[0] for piece in pieces]
+        return np.concatenate([self.speak(model, piece)[0] for piece in ids]).astype(np.float32)
 
     def phonemes(self, text: str, voice: str | None = None) -> str:
         """`text` as the model's input: espeak-ng phonemes of `voice` (default: the backbone's), one character

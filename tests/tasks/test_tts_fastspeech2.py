@@ -11,11 +11,15 @@ import pytest
 import torch
 import transformers
 
+from speechpeft.adapters.bank import AdapterBank
+from speechpeft.adapters.base import AdapterOptions
+from speechpeft.adapters.random_init import save_random_adapters
 from speechpeft.backbones import load_frozen
 from speechpeft.backbones.pretrain import fastspeech2 as recipe
 from speechpeft.backbones.pretrain.options import FastSpeech2PretrainOptions
 from speechpeft.errors import InputError
-from speechpeft.tasks import data
+from speechpeft.evaluation import load_trained
+from speechpeft.tasks import data, tts_fastspeech2
 from speechpeft.tasks.base import TASKS
 from speechpeft.tasks.corpus.build import build_corpus
 from speechpeft.tasks.corpus.options import SynthOptions
@@ -124,3 +128,27 @@ def test_a_backbone_without_its_phonemizer_record_is_refused(backbone_dir, tmp_p
     (copy / "config.json").write_text(json.dumps(config))
     with pytest.raises(InputError, match="pretrain tiny-fastspeech2"):
         TASKS.get("tts").build(load_frozen(copy, "tts", "fp32", device="cpu"), None)
+
+
+def test_text_is_phonemised_with_the_backbones_voice_and_long_text_spoken_in_pieces(task, monkeypatch):
+    model, text = task.backbone.model, "Turn the lights off. Then play 2 songs."
+    ids = lambda piece: task.tokenizer(task.phonemes(piece), return_tensors="pt").input_ids[0]  # noqa: E731
+    np.testing.assert_array_equal(task.speak_text(model, text), task.speak(model, ids(text))[0])
+    monkeypatch.setattr(tts_fastspeech2, "MAX_PIECE_CHARACTERS", 25)
+    pieces = [task.speak(model, ids(p))[0] for p in ("Turn the lights off.", "Then play 2 songs.")]
+    np.testing.assert_array_equal(task.speak_text(model, text), np.concatenate(pieces))
+
+
+def test_the_bank_speaks_each_text_with_its_own_adapter(task, backbone_dir, tmp_path):
+    methods = [("lora", AdapterOptions(rank=2)), ("prefix", AdapterOptions(prefix_length=3))]
+    for seed, (method, options) in enumerate(methods):
+        backbone = load_frozen(backbone_dir, "tts", "fp32", device="cpu")
+        save_random_adapters(backbone, method, [tmp_path / method], task="tts", options=options, scale=0.3,
+                             seed=seed, backbone_name=str(backbone_dir))  # fmt: skip
+    texts, names = ["yes", "play some jazz"], ["lora", "prefix"]
+    got = AdapterBank(store=tmp_path, device="cpu").synthesize(texts, adapter=names, backbone=str(backbone_dir))
+    for audio, text, name in zip(got, texts, names, strict=True):
+        alone, model, _ = load_trained(tmp_path / name)
+        np.testing.assert_allclose(audio, alone.speak_text(model, text), atol=1e-5)
+        plain = task.speak_text(task.backbone.model, text)
+        assert len(plain) != len(audio) or not np.allclose(plain, audio, atol=1e-3)  # the adapter changed the speech
