@@ -77,7 +77,6 @@ register_backbone(
             "bottleneck_attention": ("self_attn",),
             "bottleneck_ffn": ("feed_forward",),  # the block's last FFN, after its conv (feed_forward_macaron: first)
         },
-        hub_examples=("speechpeft/tiny-fastspeech2",),
         int8_skip_modules=("duration_predictor", "pitch_predictor", "energy_predictor", "speech_decoder_postnet"),
         cast_float_inputs=("decoder",),  # the length regulator hands it fp32 frames whatever the model's dtype
     )

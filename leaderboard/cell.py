@@ -144,14 +144,12 @@ def _test_rows(cell: Cell, task):
     from speechpeft.tasks import data
 
     split = data.pick_split(data.load_speech_dataset(cell.corpus), cell.test_split)
+    context = getattr(task, "context", ())
     if cell.group_by not in split.column_names:
-        rows, left_out = data.task_rows(split, task.roles, getattr(task, "context", ()))
-    else:  # `speaker` reads the corpus's `voice` column (tasks.data.ROLE_COLUMNS)
-        if cell.group_by != "voice":  # `voice` is the column the speaker role reads: make it the grouping column
-            split = split.remove_columns([c for c in ("voice",) if c in split.column_names])
-            split = split.rename_column(cell.group_by, "voice")
+        rows, left_out = data.task_rows(split, task.roles, context)
+    else:  # the grouping column is read as the `speaker` role
         roles = task.roles if "speaker" in task.roles else (*task.roles, "speaker")
-        rows, left_out = data.task_rows(split, roles, getattr(task, "context", ()))
+        rows, left_out = data.task_rows(split, roles, context, sources={"speaker": cell.group_by})
     rows, left_out = data.usable_rows(task, rows, left_out, cell.test_split)
     return rows, len(split), left_out
 

@@ -79,7 +79,7 @@ def prepare_run(options: TrainOptions, device: torch.device | None = None) -> Ru
     backbone = load_frozen(options.backbone, kind, options.precision, device=device, labels=head,
                            window_seconds=options.window_seconds)  # fmt: skip
     task = entry.build(backbone, labels)
-    train_rows, left_out["train"] = data.usable_rows(task, train_rows, left_out["train"], "training")
+    train_rows, left_out["train"] = data.usable_rows(task, train_rows, left_out["train"], "training", training=True)
     validation_rows, left_out["validation"] = data.usable_rows(
         task, validation_rows, left_out["validation"], "validation"
     )

@@ -63,22 +63,27 @@ def find_column(columns: list[str], role: str) -> str:
     )
 
 
-def select_columns(
-    dataset: datasets.Dataset, roles: tuple[str, ...], context: tuple[str, ...] = ()
-) -> datasets.Dataset:
-    """Keep one column per role, named after the role, and the `context` columns the dataset has (unrenamed; one
-    a role already reads is not kept twice)."""
-    sources = {role: find_column(dataset.column_names, role) for role in roles}
-    extra = [c for c in context if c in dataset.column_names and c not in sources.values()]
-    dataset = dataset.select_columns(list(dict.fromkeys([*sources.values(), *extra])))
-    return dataset.rename_columns({source: role for role, source in sources.items() if source != role})
+def select_columns(dataset: datasets.Dataset, roles: tuple[str, ...], context: tuple[str, ...] = (),
+                   sources: dict[str, str] | None = None) -> datasets.Dataset:  # fmt: skip
+    """Keep one column per role, named after the role (`sources` names a role's column outright; otherwise the first
+    of `ROLE_COLUMNS[role]` the dataset has), and the `context` columns the dataset has, under their own names
+    (also when a role reads the same column)."""
+    chosen = {role: (sources or {}).get(role) or find_column(dataset.column_names, role) for role in roles}
+    extra = [c for c in context if c in dataset.column_names]
+    dataset = dataset.select_columns(list(dict.fromkeys([*chosen.values(), *extra])))
+    dataset = dataset.rename_columns({src: role for role, src in chosen.items() if src != role and src not in extra})
+    for role, src in chosen.items():
+        if src != role and src in extra:  # a context column a role reads too: the role gets a copy
+            dataset = dataset.add_column(role, dataset[src])
+    return dataset
 
 
-def task_rows(dataset: datasets.Dataset, roles: tuple[str, ...],
-              context: tuple[str, ...] = ()) -> tuple[datasets.Dataset, LeftOut]:  # fmt: skip
-    """The rows a task can use (its role columns, and the `context` columns it reads when present), and the rows
-    left out: those whose label or transcript is missing, empty or punctuation only, counted as `empty_<role>`."""
-    rows = select_columns(dataset, roles, context)
+def task_rows(dataset: datasets.Dataset, roles: tuple[str, ...], context: tuple[str, ...] = (),
+              sources: dict[str, str] | None = None) -> tuple[datasets.Dataset, LeftOut]:  # fmt: skip
+    """The rows a task can use (its role columns, and the `context` columns it reads when present: see
+    `select_columns`), and the rows left out: those whose label or transcript is missing, empty or punctuation
+    only, counted as `empty_<role>`."""
+    rows = select_columns(dataset, roles, context, sources)
     return sift(rows, [empty(role) for role in roles if role != "audio"])
 
 
@@ -87,11 +92,16 @@ def at_sample_rate(rows: datasets.Dataset, sample_rate: int) -> datasets.Dataset
     return rows.cast_column("audio", datasets.Audio(sampling_rate=sample_rate))
 
 
-def usable_rows(task: Task, rows: datasets.Dataset, left_out: LeftOut, what: str) -> tuple[datasets.Dataset, LeftOut]:
+def usable_rows(task: Task, rows: datasets.Dataset, left_out: LeftOut, what: str,
+                training: bool = False) -> tuple[datasets.Dataset, LeftOut]:  # fmt: skip
     """The rows `task` can use whole, audio at its backbone's rate, and every row left out so far (`left_out`,
-    from `task_rows`, plus the task's own), named by reason in one warning about the `what` rows."""
+    from `task_rows`, plus the task's own), named by reason in one warning about the `what` rows. `training` rows
+    must also be rows the task can learn from (its `trainable`, when it has one: FastSpeech 2 TTS)."""
     try:
         kept, unusable = task.usable(at_sample_rate(rows, task.backbone.spec.sample_rate))
+        if training and hasattr(task, "trainable"):
+            kept, untrainable = task.trainable(kept)
+            unusable = combine(unusable, untrainable)
     except (RuntimeError, ValueError) as error:  # FFmpeg could not open a row's audio, or something else failed
         if not isinstance(error, UserError):
             _raise_if_unreadable(rows, what, error)

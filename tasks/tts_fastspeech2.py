@@ -17,6 +17,9 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
+from transformers.models.fastspeech2_conformer.modeling_fastspeech2_conformer import (
+    FastSpeech2ConformerDurationPredictor,
+)
 
 from speechpeft.backbones import FrozenBackbone
 from speechpeft.backbones.pretrain.fastspeech2 import LabelledUtterance, pad_batch, token_labels
@@ -28,17 +31,19 @@ from speechpeft.tasks.corpus.espeak_timing import EspeakTimingError, phoneme_tex
 from speechpeft.tasks.corpus.voices import VOICES
 from speechpeft.tasks.rows import LeftOut, Rule, normalises_to_nothing, sift
 from speechpeft.tasks.tts import SYNTHESIS_COLUMNS, SpeechSynthesis
-from speechpeft.text_input import split_text
+from speechpeft.text_input import TextInputError, split_text
 
 ESPEAK_VOICES = frozenset(v.id for v in VOICES if v.engine == "espeak-ng")
 NOT_ESPEAK = "not_an_espeak_ng_clip"
-MAX_FRAMES_PER_TOKEN = 15  # a free-running utterance longer than this per input token is cut (and counted)
+MAX_FRAMES_PER_TOKEN = 15  # a predicted duration above this is capped (and counted): 240 ms at the 16 ms hop
 TIMING_JOBS = 2  # libespeak-ng processes at once
 MAX_PIECE_CHARACTERS = 300  # longer text is spoken in pieces (sentences, then words): attention is quadratic
 
 
-def row_key(row: dict) -> tuple[str, str, float, float]:
-    """What identifies a clip's timing: (voice, text, rate, pitch)."""
+def _timed(row: dict) -> tuple | None:
+    """What identifies a clip's timing: (voice, text, rate, pitch); None for a row without them."""
+    if any(row.get(c) is None for c in SYNTHESIS_COLUMNS):
+        return None
     return row["voice"], row["text"], float(row["rate"]), float(row["pitch"])
 
 
@@ -58,8 +63,12 @@ class FastSpeech2Synthesis(SpeechSynthesis):
         self.labels: dict[tuple, PhonemeLabels] = {}
 
     def usable(self, rows: datasets.Dataset) -> tuple[datasets.Dataset, LeftOut]:
-        """Rows re-timed by libespeak-ng (their labels kept for `collate`), with a CER reference; the others are
-        left out and counted: `not_an_espeak_ng_clip`, `no_phoneme_timings`, `timing_length_mismatch`.
+        """Rows with a CER reference: speech is synthesised from the text alone, so any row can be scored."""
+        return sift(rows, [normalises_to_nothing()])
+
+    def trainable(self, rows: datasets.Dataset) -> tuple[datasets.Dataset, LeftOut]:
+        """The usable rows libespeak-ng re-times exactly (their labels kept for `collate`); the others are left
+        out and counted: `not_an_espeak_ng_clip`, `no_phoneme_timings`, `timing_length_mismatch`.
 
         Raises InputError when the rows lack the `voice`, `rate` and `pitch` columns altogether."""
         missing = [c for c in SYNTHESIS_COLUMNS if c not in rows.column_names]
@@ -67,28 +76,35 @@ class FastSpeech2Synthesis(SpeechSynthesis):
             raise InputError(f"{self.backbone.source} learns from clips of `speechpeft data synth` (exact espeak-ng "
                              f"phoneme durations) and the rows lack {', '.join(missing)}: use a synthetic corpus, "
                              "or speechpeft/tiny-speecht5 for other recordings")  # fmt: skip
-        rows, left_out = sift(rows, [normalises_to_nothing(), _not_espeak()])
+        rows, left_out = sift(rows, [Rule(NOT_ESPEAK, ("voice",), lambda voice: voice not in ESPEAK_VOICES)])
         labels = extract_labels(rows, self.extractor, TIMING_JOBS)
         kept = [i for i, label in enumerate(labels) if not isinstance(label, str)]
         for i in kept:
-            self.labels[row_key(rows[i])] = labels[i]
+            self.labels[_timed(rows[i])] = labels[i]
         for reason in (label for label in labels if isinstance(label, str)):
             left_out[reason] = left_out.get(reason, 0) + 1
         return (rows.select(kept) if len(kept) < len(rows) else rows), left_out
 
     def collate(self, rows: list[dict]) -> dict[str, Any]:
+        """Phoneme ids [B, T] and attention mask; when every row was re-timed (`trainable`), also the labels of
+        `pad_batch` (durations [B, T], pitch and energy [B, T, 1], log10 mel [B, frames, 80], -100 padded)."""
         audio = decode_audio(rows)
-        utterances = [self._labelled(row, clip) for row, clip in zip(rows, audio, strict=True)]
-        batch = pad_batch(utterances)
-        batch["spectrogram_labels"] = batch["spectrogram_labels"].to(self.backbone.input_dtype)
+        if all(_timed(row) in self.labels for row in rows):
+            batch = pad_batch([self._labelled(row, clip) for row, clip in zip(rows, audio, strict=True)])
+            batch["spectrogram_labels"] = batch["spectrogram_labels"].to(self.backbone.input_dtype)
+        else:  # rows to speak and score only: their phonemes as the row's espeak voice says them, if it is one
+            ids = [self.tokenizer(self._phonemes_of(row)).input_ids for row in rows]
+            batch = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt")
         return {**batch, "references": [row["text"] for row in rows], "reference_audio": audio}
 
     def _labelled(self, row: dict, audio: np.ndarray) -> LabelledUtterance:
-        labels = self.labels.get(row_key(row))
-        if labels is None:
-            raise InputError(f"{row['text']!r} ({row['voice']}) was not re-timed: pass rows through `usable` first")
         mel = self.extractor(audio_target=audio, sampling_rate=self.extractor.sampling_rate)["input_values"][0]
-        return token_labels(labels, np.asarray(mel, dtype=np.float32), self.tokenizer, self.stats)
+        return token_labels(self.labels[_timed(row)], np.asarray(mel, dtype=np.float32), self.tokenizer, self.stats)
+
+    def _phonemes_of(self, row: dict) -> str:
+        if row.get("voice") in ESPEAK_VOICES and row.get("rate") is not None and row.get("pitch") is not None:
+            return self.phonemes(row["text"], row["voice"], float(row["rate"]), float(row["pitch"]))
+        return self.phonemes(row["text"])
 
     def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         keys = ("input_ids", "attention_mask", "spectrogram_labels", "duration_labels", "pitch_labels",
@@ -105,34 +121,49 @@ class FastSpeech2Synthesis(SpeechSynthesis):
         return Predictions([audio for audio, _ in spoken], batch["references"], seconds, extras=extras)
 
     def speak(self, model: torch.nn.Module, ids: torch.Tensor) -> tuple[np.ndarray, bool]:
-        """[tokens] phoneme ids -> 16 kHz waveform, and whether it was cut at MAX_FRAMES_PER_TOKEN frames per token.
+        """[tokens] phoneme ids -> 16 kHz waveform [samples], and whether a predicted duration was capped at
+        MAX_FRAMES_PER_TOKEN frames (before the length regulator: a diverged model cannot allocate millions of
+        frames). The model runs in eval mode (its own durations, pitch and energy), restored to its mode after."""
+        capped: list[bool] = []
 
-        The model runs in eval mode (its own durations, pitch and energy), restored to its mode after."""
+        def cap(_module, _inputs, frames: torch.Tensor) -> torch.Tensor:  # eval mode: whole frames per token
+            capped.append(bool((frames > MAX_FRAMES_PER_TOKEN).any() or (frames < 0).any()))
+            return frames.clamp(0, MAX_FRAMES_PER_TOKEN)
+
         was_training = model.training
+        hook = _duration_predictor(model).register_forward_hook(cap)
         model.eval()
         try:
             with torch.no_grad():
                 mel = model(input_ids=ids[None].to(self.backbone.device)).spectrogram[0]  # [frames, 80]
         finally:
+            hook.remove()
             model.train(was_training)
-        cap = MAX_FRAMES_PER_TOKEN * len(ids)
-        return griffin_lim(mel[:cap].float().cpu(), self.extractor), len(mel) > cap
+        return griffin_lim(mel.float().cpu(), self.extractor), any(capped)
 
     def speak_text(self, model: torch.nn.Module, text: str, what: str = "text", name: str | None = None) -> np.ndarray:
-        """`text` spoken whole, float32 at 16 kHz: phonemised by espeak-ng with the backbone's voice (it reads
-        digits, symbols and abbreviations itself), in pieces of at most `MAX_PIECE_CHARACTERS`, joined."""
+        """`text` spoken whole, float32 [samples] at 16 kHz: phonemised by espeak-ng with the backbone's voice (it
+        reads digits, symbols and abbreviations itself), in pieces of at most `MAX_PIECE_CHARACTERS`, joined.
+
+        Raises TextInputError (naming `what` and the backbone `name`) for text with no letter or digit."""
+        if not any(character.isalnum() for character in text):
+            raise TextInputError(f"{what} has nothing {name or self.backbone.source} can speak: only punctuation or "
+                                 "symbols (read as pauses); send words")  # fmt: skip
         pieces = split_text(text, lambda piece: len(piece) <= MAX_PIECE_CHARACTERS)
         ids = [self.tokenizer(self.phonemes(piece), return_tensors="pt").input_ids[0] for piece in pieces]
         return np.concatenate([self.speak(model, piece)[0] for piece in ids]).astype(np.float32)
 
-    def phonemes(self, text: str, voice: str | None = None) -> str:
-        """`text` as the model's input: espeak-ng phonemes of `voice` (default: the backbone's), one character
-        each, words separated by spaces. Raises InputError when the engine cannot phonemise it."""
+    def phonemes(self, text: str, voice: str | None = None, rate: float = 1.0, pitch: float = 1.0) -> str:
+        """`text` as the model's input: espeak-ng phonemes of `voice` (default: the backbone's) at `rate` and `pitch`,
+        one character each, words separated by spaces. Raises InputError when the engine cannot phonemise it."""
         try:
-            return phoneme_text(phoneme_timings(text, voice or self.voice))
+            return phoneme_text(phoneme_timings(text, voice or self.voice, rate, pitch))
         except EspeakTimingError as error:
-            raise InputError(f"cannot phonemise {text!r} with {voice or self.voice}: {error}") from error
+            voice = voice or self.voice
+            raise InputError(f"espeak-ng cannot phonemise {text!r} with {voice}: {error}; check that libespeak-ng is "
+                             "installed (`make setup`) and the text is English") from error  # fmt: skip
 
 
-def _not_espeak() -> Rule:
-    return Rule(NOT_ESPEAK, ("voice",), lambda voice: voice not in ESPEAK_VOICES)
+def _duration_predictor(model: torch.nn.Module) -> torch.nn.Module:
+    """The FastSpeech2Conformer duration predictor inside `model` (a bare model, or wrapped by PEFT or the bank)."""
+    return next(m for m in model.modules() if isinstance(m, FastSpeech2ConformerDurationPredictor))

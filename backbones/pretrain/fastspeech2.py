@@ -34,6 +34,7 @@ from speechpeft.backbones.pretrain.phoneme_features import (
     normalisation,
     normalise,
 )
+from speechpeft.backbones.pretrain.voice_data import hold_out, voice_pretrain_rows
 from speechpeft.errors import InputError
 from speechpeft.tasks.corpus.espeak_timing import WORD_SEPARATOR, phoneme_tokens
 from speechpeft.tasks.corpus.render import SAMPLE_RATE
@@ -218,19 +219,6 @@ def evaluate(model, held_out: Examples, batch_size: int) -> dict[str, float]:
     return totals
 
 
-def hold_out(texts: list[str], count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(training rows, held-out rows): `count` distinct texts drawn by `seed`, one row each held out; every
-    row with a held-out text leaves training (the corpus draws texts with replacement)."""
-    distinct = sorted(set(texts))
-    if len(distinct) <= count:
-        raise InputError(f"only {len(distinct)} distinct sentences: --eval-utterances {count} leaves none to train")
-    chosen = set(np.random.default_rng(seed).permutation(distinct)[:count].tolist())
-    first = {text: i for i, text in reversed(list(enumerate(texts)))}
-    held = np.array(sorted(first[t] for t in chosen))
-    train_rows = np.array([i for i, text in enumerate(texts) if text not in chosen])
-    return train_rows, held
-
-
 def fastspeech2_config(options: FastSpeech2PretrainOptions, vocab_size: int, record: dict):
     """The architecture of the plan (§7): Conformer encoder and decoder, a linear FFN (kernel 1), two-layer
     variance predictors as wide as the model; `record` (phonemiser, feature and pitch/energy statistics) is kept
@@ -262,16 +250,12 @@ def speechpeft_record(options: FastSpeech2PretrainOptions, stats: dict) -> dict:
 def voice_rows(corpus_dir: Path, voice: str) -> tuple[datasets.Dataset, dict[str, int]]:
     """The pretrain rows spoken by `voice` whose text fits, and the count of those left out as too long.
 
-    Raises InputError when the corpus has no pretrain split or no usable row of the voice."""
-    corpus = datasets.load_from_disk(str(corpus_dir))
-    if "pretrain" not in corpus:
-        raise InputError(f"{corpus_dir} has no pretrain split (splits: {', '.join(corpus)})")
-    rows = corpus["pretrain"].filter(lambda v: v == voice, input_columns=["voice"])
-    if len(rows) == 0:
-        raise InputError(f"no pretrain utterances by voice {voice!r} in {corpus_dir}")
+    Raises InputError as `voice_pretrain_rows`, and when every text is too long."""
+    rows = voice_pretrain_rows(corpus_dir, voice)
     rows, left_out = sift(rows, [Rule("text_too_long", ("text",), lambda t: len(t) > MAX_TEXT_CHARACTERS)])
     if len(rows) == 0:
-        raise InputError(f"every pretrain text of {voice} in {corpus_dir} is over {MAX_TEXT_CHARACTERS} characters")
+        raise InputError(f"every pretrain text of {voice} in {corpus_dir} is over {MAX_TEXT_CHARACTERS} characters: "
+                         "synthesise a corpus of sentences and commands (`make tts-corpus`)")  # fmt: skip
     return rows, left_out
 
 
@@ -284,7 +268,8 @@ def prepare(options: FastSpeech2PretrainOptions) -> tuple[transformers.SpeechT5P
                                       left_out)  # fmt: skip
     warn_left_out(features.left_out, len(features), "pretrain")
     if len(features) == 0:
-        raise InputError(f"no {options.voice} row of {options.corpus} could be timed: {features.left_out}")
+        raise InputError(f"no {options.voice} row of {options.corpus} could be timed: {features.left_out}; render the "
+                         "corpus again with this machine's espeak-ng (`speechpeft data synth`)")  # fmt: skip
     train_rows, held_rows = hold_out(features.texts, options.eval_utterances, options.seed)
     stats = normalisation(features, train_rows)
     train_data, held_out = (examples(features, r, processor.tokenizer, stats) for r in (train_rows, held_rows))

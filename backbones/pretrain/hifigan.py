@@ -34,9 +34,9 @@ import torch
 import transformers
 from tqdm.auto import tqdm
 
-from speechpeft.backbones.pretrain.fastspeech2 import hold_out
 from speechpeft.backbones.pretrain.loop import Recipe, options_record, train, warmup_cosine
 from speechpeft.backbones.pretrain.options import HifiGanPretrainOptions
+from speechpeft.backbones.pretrain.voice_data import check_plan, hold_out, voice_pretrain_rows
 from speechpeft.directories import staged_replacement
 from speechpeft.errors import InputError
 from speechpeft.tasks.corpus.render import SAMPLE_RATE
@@ -50,7 +50,7 @@ RESBLOCK_DILATIONS = ((1, 3, 5),) * 3
 PCM_SCALE = 32768.0  # int16 full scale: the corpus stores 16-bit FLAC, so the cache is lossless
 SHARD_ROWS = 256  # clips per resumable unit of work
 NOT_16_KHZ, TOO_SHORT = "audio_not_16_khz", "audio_shorter_than_segment"
-PLAN_FILE, ROWS_FILE, OFFSETS_FILE = "plan.json", "rows.json", "offsets.npz"
+ROWS_FILE, OFFSETS_FILE = "rows.json", "offsets.npz"
 AUDIO_FILE, MEL_FILE = "audio.npy", "mels.npy"  # int16 [samples], float32 [frames, 80]: memory-mapped
 
 
@@ -98,9 +98,10 @@ class ReconstructionLoss(torch.nn.Module):
         self.stft, self.mel, self.mel_weight = auraloss.freq.MultiResolutionSTFTLoss(), LogMel(extractor), mel_weight
 
     def forward(self, generated: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        generated, target = generated.float(), target.float()  # the STFTs run in fp32 even under bf16 autocast
-        mr_stft = self.stft(generated.unsqueeze(1), target.unsqueeze(1))
-        mel_l1 = (self.mel(generated) - self.mel(target)).abs().mean()
+        generated, target = generated.float(), target.float()
+        with torch.autocast(generated.device.type, enabled=False):  # STFTs and mel matmuls in fp32 under bf16
+            mr_stft = self.stft(generated.unsqueeze(1), target.unsqueeze(1))
+            mel_l1 = (self.mel(generated) - self.mel(target)).abs().mean()
         return {"loss": mr_stft + self.mel_weight * mel_l1, "mr_stft": mr_stft, "mel_l1": mel_l1}
 
 
@@ -158,25 +159,14 @@ def _save_shard(path: Path, rows: datasets.Dataset, extractor: transformers.Spee
     partial.replace(path)
 
 
-def _check_plan(directory: Path, plan: dict) -> None:
-    """Refuse to mix shards of different rows or settings; record the plan on first use."""
-    path = directory / PLAN_FILE
-    if path.exists() and json.loads(path.read_text()) == plan:
-        return
-    if path.exists():
-        raise InputError(f"{directory} holds clips of other rows or settings than this run's (another --corpus or "
-                         "--voice?): pretrain into a new --out directory, or delete that one")  # fmt: skip
-    directory.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(plan, indent=1))
-
-
 def build_clip_store(rows: datasets.Dataset, extractor: transformers.SpeechT5FeatureExtractor, directory: Path,
                      progress: bool = True) -> ClipStore:  # fmt: skip
     """Decode and analyse `rows` into `directory` (resuming shard by shard), or reuse what is there."""
     ids = list(rows["id"])
     digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()
-    _check_plan(directory, {"rows": len(ids), "ids_sha1": digest, "shard_rows": SHARD_ROWS,
-                            "hop": extractor.sample_stride, "mel": "SpeechT5FeatureExtractor log10"})  # fmt: skip
+    plan = {"rows": len(ids), "ids_sha1": digest, "shard_rows": SHARD_ROWS, "hop": extractor.sample_stride,
+            "mel": "SpeechT5FeatureExtractor log10"}  # fmt: skip
+    check_plan(directory, plan, "clips")
     if (directory / ROWS_FILE).exists():
         return load_clip_store(directory)
     shards = directory / "shards"
@@ -262,20 +252,10 @@ def export_vocoder(model: transformers.SpeechT5HifiGan, directory: Path) -> None
         half.to(torch.float16).save_pretrained(staged)
 
 
-def voice_clips(corpus_dir: Path, voice: str) -> datasets.Dataset:
-    """The corpus's pretrain rows spoken by `voice`; raises InputError when it has none."""
-    corpus = datasets.load_from_disk(str(corpus_dir))
-    if "pretrain" not in corpus:
-        raise InputError(f"{corpus_dir} has no pretrain split (splits: {', '.join(corpus)})")
-    rows = corpus["pretrain"].filter(lambda v: v == voice, input_columns=["voice"])
-    if len(rows) == 0:
-        raise InputError(f"no pretrain utterances by voice {voice!r} in {corpus_dir}")
-    return rows
-
-
 def prepare(options: HifiGanPretrainOptions, extractor) -> tuple[ClipStore, np.ndarray, np.ndarray, LeftOut]:
     """The clip store, its training and held-out rows, and every row left out (by reason)."""
-    store = build_clip_store(voice_clips(options.corpus, options.voice), extractor, options.out / "data" / "clips")
+    rows = voice_pretrain_rows(options.corpus, options.voice)
+    store = build_clip_store(rows, extractor, options.out / "data" / "clips")
     usable = np.flatnonzero(store.frames() >= options.segment_frames)
     short = len(store) - len(usable)
     left_out = combine(store.left_out, {TOO_SHORT: short} if short else {})

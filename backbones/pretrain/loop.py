@@ -60,18 +60,18 @@ def train(recipe: Recipe, out: Path, steps: int, eval_every: int, bf16: bool) ->
     """Run `recipe` to `steps`, resuming from `out/checkpoint`; evaluate and checkpoint every `eval_every` steps,
     and checkpoint every `CHECKPOINT_SECONDS` of wall time between them.
 
-    SIGTERM or SIGINT finish the current step, save the checkpoint and raise SystemExit(128 + signal number):
-    running the same command again resumes exactly there."""
+    SIGTERM, SIGINT or SIGHUP finish the current step (and an evaluation under way), save the checkpoint and raise
+    SystemExit(128 + signal number): running the same command again resumes exactly there."""
     params = [p for module in recipe.modules.values() for p in module.parameters()]
     optimizer = torch.optim.AdamW(params, lr=recipe.learning_rate(0), weight_decay=0.01, betas=(0.9, 0.98))
     checkpoint, curves = out / "checkpoint", CurveLog(out)
     meta = load_state(checkpoint, recipe.modules, optimizer) if resumable(checkpoint) else {"step": 0}
-    step, best, saved_at = meta["step"], meta.get("best"), time.monotonic()
+    step, best = meta["step"], meta.get("best")
+    saved = {"step": step, "at": time.monotonic()}
 
     def save() -> None:
-        nonlocal saved_at
         save_state(checkpoint, recipe.modules, optimizer, step, {"best": best, "options": recipe.options})
-        saved_at = time.monotonic()
+        saved.update(step=step, at=time.monotonic())
 
     with tqdm(total=steps, initial=step, desc=f"pretrain {recipe.name}", unit="step") as bar, _stop_signals() as stop:
         while step < steps and not stop:
@@ -85,9 +85,11 @@ def train(recipe: Recipe, out: Path, steps: int, eval_every: int, bf16: bool) ->
             if step % eval_every == 0 or step == steps:
                 best = _evaluate(recipe, curves, step, best)
                 save()
-            elif stop or time.monotonic() - saved_at >= CHECKPOINT_SECONDS:
+            elif time.monotonic() - saved["at"] >= CHECKPOINT_SECONDS:
                 save()
-    if stop:
+        if saved["step"] != step:  # stopped by a signal between checkpoints
+            save()
+    if stop and step < steps:
         tqdm.write(f"stopped by {stop[0].name} at step {step}/{steps}; checkpoint saved: rerun the command to resume")
         raise SystemExit(128 + stop[0])
     return best
@@ -95,10 +97,21 @@ def train(recipe: Recipe, out: Path, steps: int, eval_every: int, bf16: bool) ->
 
 @contextmanager
 def _stop_signals() -> Iterator[list[signal.Signals]]:
-    """A list that a SIGTERM or SIGINT fills (instead of killing the process) while the block runs."""
+    """A list that the first SIGTERM, SIGINT or SIGHUP fills (instead of killing the process) while the block runs;
+    a second one acts as it would have (Ctrl-C twice stops an evaluation that hangs). Signals the process
+    ignores (SIGINT of a background job) stay ignored."""
     caught: list[signal.Signals] = []
-    handlers = {sig: signal.signal(sig, lambda number, _: caught.append(signal.Signals(number)))
-                for sig in (signal.SIGTERM, signal.SIGINT)}  # fmt: skip
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    handlers = {sig: handler for sig, handler in handlers.items() if handler not in (signal.SIG_IGN, None)}
+
+    def handle(number: int, _frame) -> None:
+        caught.append(signal.Signals(number))
+        if len(caught) > 1:
+            signal.signal(number, handlers[number])
+            signal.raise_signal(number)
+
+    for sig in handlers:
+        signal.signal(sig, handle)
     try:
         yield caught
     finally:

@@ -35,6 +35,7 @@ import torch
 import transformers
 from tqdm.auto import tqdm
 
+from speechpeft.backbones.pretrain.voice_data import check_plan
 from speechpeft.errors import InputError
 from speechpeft.tasks.corpus.espeak_timing import (
     EspeakTimingError,
@@ -51,7 +52,7 @@ HOP_LENGTH = 256  # samples at 16 kHz = 16 ms: SpeechT5FeatureExtractor's hop
 FRAME_PERIOD_MS = 1000 * HOP_LENGTH / SAMPLE_RATE  # 16.0 ms, DIO's frame period = one mel frame
 SHARD_ROWS = 64  # rows per resumable unit of work
 LENGTH_MISMATCH, NOT_TIMED = "timing_length_mismatch", "no_phoneme_timings"
-PLAN_FILE, ROWS_FILE, MEL_FILE, PHONEME_FILE = "plan.json", "rows.json", "mels.npy", "phonemes.npz"
+ROWS_FILE, MEL_FILE, PHONEME_FILE = "rows.json", "mels.npy", "phonemes.npz"
 
 
 @dataclass(frozen=True)
@@ -203,25 +204,15 @@ def _save_shard(path: Path, results: list[RowFeatures | str]) -> None:
     partial.replace(path)
 
 
-def _check_plan(directory: Path, plan: dict) -> None:
-    """Refuse to mix shards of different rows or settings; record the plan on first use."""
-    path = directory / PLAN_FILE
-    if path.exists() and json.loads(path.read_text()) == plan:
-        return
-    if path.exists():
-        raise InputError(f"{directory} holds features of other rows or settings than this run's (another --corpus "
-                         "or --voice?): pretrain into a new --out directory, or delete that one")  # fmt: skip
-    directory.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(plan, indent=1))
-
-
 def build_phoneme_features(rows: datasets.Dataset, extractor, directory: Path, jobs: int = 1,
                            left_out: LeftOut | None = None, progress: bool = True) -> PhonemeFeatures:  # fmt: skip
     """Compute (resuming shard by shard) or reuse the store of `rows` in `directory`; `left_out` counts rows the
     caller already left out, recorded with the store's own."""
     ids = list(rows["id"])
     digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()
-    _check_plan(directory, {"rows": len(ids), "ids_sha1": digest, "shard_rows": SHARD_ROWS, "hop": HOP_LENGTH})
+    check_plan(
+        directory, {"rows": len(ids), "ids_sha1": digest, "shard_rows": SHARD_ROWS, "hop": HOP_LENGTH}, "features"
+    )
     if (directory / ROWS_FILE).exists():
         return load_phoneme_features(directory)
     shards = directory / "shards"

@@ -208,6 +208,26 @@ def test_sigterm_saves_the_step_and_the_same_command_resumes_after_it(tmp_path, 
     assert seen == [3, 4] and saved == [4, 5] and not torch.equal(model.weight, weights)
 
 
+def test_a_second_signal_acts_as_usual_and_ignored_signals_stay_ignored():
+    import os
+    import signal
+
+    from speechpeft.backbones.pretrain.loop import _stop_signals
+
+    with _stop_signals() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop == [signal.SIGINT]
+        with pytest.raises(KeyboardInterrupt):  # Ctrl-C twice: Python's own handler again
+            os.kill(os.getpid(), signal.SIGINT)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with _stop_signals() as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+        assert stop == [] and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_spec_augment_masks_only_the_speech_and_is_seeded():
     options = recipe.WhisperPretrainOptions(corpus="c", out="o", freq_masks=2, time_masks=3)
     features = np.ones((4, 80, 600), dtype=np.float32)

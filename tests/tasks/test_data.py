@@ -62,3 +62,15 @@ def test_train_and_eval_on_a_hub_format_folder(hub_folder, tiny_backbone_dirs, t
     assert {"wer", "cer", "rtfx"} <= set(summary["metrics"])
     records = (adapter / "eval" / "test" / "predictions.jsonl").read_text().splitlines()
     assert [json.loads(r)["reference"] for r in records] == SENTENCES[6:]
+
+
+def test_a_context_column_a_role_also_reads_is_kept_under_both_names():
+    from speechpeft.tasks.data import select_columns
+
+    rows = datasets.Dataset.from_dict({"text": ["a", "b"], "voice": ["v1", "v2"], "engine": ["e", "f"],
+                                       "rate": [1.0, 0.9], "other": [0, 1]})  # fmt: skip
+    grouped = select_columns(rows, ("text", "speaker"), ("voice", "rate", "pitch"), sources={"speaker": "engine"})
+    assert sorted(grouped.column_names) == ["rate", "speaker", "text", "voice"] and grouped["speaker"] == ["e", "f"]
+    by_voice = select_columns(rows, ("text", "speaker"), ("voice", "rate"))  # `speaker` reads `voice` by default
+    assert by_voice["speaker"] == by_voice["voice"] == ["v1", "v2"]
+    assert select_columns(rows, ("text", "speaker")).column_names == ["text", "speaker"]  # no context: renamed

@@ -59,8 +59,10 @@ def usable(task, corpus):
     split = datasets.concatenate_datasets(list(datasets.load_from_disk(str(corpus)).values()))
     rows, left_out = data.task_rows(split, TASKS.get("tts").roles, TASKS.get("tts").context)
     assert left_out == {}
-    kept, unusable = task.usable(data.at_sample_rate(rows, 16_000))
-    return split, kept, unusable
+    usable, unusable = task.usable(data.at_sample_rate(rows, 16_000))
+    assert unusable == {} and len(usable) == len(split)  # any row can be spoken and scored
+    kept, untrainable = task.trainable(usable)
+    return split, kept, untrainable
 
 
 def test_the_tts_entry_builds_the_fastspeech2_task_and_keeps_the_synthesis_columns(task, usable):
@@ -114,10 +116,42 @@ def test_speech_is_free_running_one_utterance_at_a_time(task, usable):
         assert isinstance(extra["capped"], bool) and len(audio) <= (15 * n + 4) * 256  # cut at 15 frames a token
 
 
+def test_rows_it_cannot_learn_from_are_still_spoken_and_scored(task, corpus):
+    split = datasets.concatenate_datasets(list(datasets.load_from_disk(str(corpus)).values()))
+    flite = data.at_sample_rate(split.filter(lambda v: v == "flite-slt", input_columns=["voice"]), 16_000)
+    batch = task.collate([flite[0], flite[1]])
+    assert "duration_labels" not in batch  # nothing to learn from, but the text is spoken with the backbone's voice
+    words = [task.phonemes(text) for text in batch["references"]]
+    assert task.tokenizer.batch_decode(batch["input_ids"], skip_special_tokens=True) == words
+    assert len(task.predict(task.backbone.model, batch).outputs) == 2
+
+
+def test_a_runaway_duration_is_capped_before_the_length_regulator(task):
+    model, ids = task.backbone.model, task.tokenizer(task.phonemes("hello there"), return_tensors="pt").input_ids[0]
+    predictor = model.duration_predictor.linear
+    original = predictor.bias.detach().clone()
+    try:
+        with torch.no_grad():
+            predictor.bias.fill_(30.0)  # exp(30) frames a token: without the cap, no memory would hold the mel
+        audio, capped = task.speak(model, ids)
+    finally:
+        with torch.no_grad():
+            predictor.bias.copy_(original)
+    assert capped and len(audio) <= (tts_fastspeech2.MAX_FRAMES_PER_TOKEN * len(ids) + 4) * 256
+    assert not task.speak(model, ids)[1]
+
+
+def test_text_with_nothing_to_say_is_refused_naming_it(task):
+    from speechpeft.text_input import TextInputError
+
+    with pytest.raises(TextInputError, match=r"text 2 has nothing .* can speak"):
+        task.speak_text(task.backbone.model, "?!...", what="text 2")
+
+
 def test_rows_without_synthesis_columns_are_refused_with_the_fix(task, usable):
     _, kept, _ = usable
     with pytest.raises(InputError, match=r"lack voice, rate, pitch.*tiny-speecht5"):
-        task.usable(kept.remove_columns(["voice", "rate", "pitch"]))
+        task.trainable(kept.remove_columns(["voice", "rate", "pitch"]))
 
 
 def test_a_backbone_without_its_phonemizer_record_is_refused(backbone_dir, tmp_path):
