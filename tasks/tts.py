@@ -160,10 +160,11 @@ class SpeechSynthesis:
         return model(**{k: batch[k].to(self.backbone.device) for k in keys}).loss
 
     def predict(self, model: torch.nn.Module, batch: dict[str, Any]) -> Predictions:
-        """Speak each text of the batch alone, so that no utterance depends on the batch it is in.
+        """Speak each text of the batch alone (`speak`), so that no utterance depends on the batch it is in.
 
-        Batched, the decoder's float rounding differs from a lone utterance's in the last bits, and over hundreds
-        of autoregressive steps (through the prenet's dropout) that moves where an utterance stops.
+        Batched, SpeechT5's decoder rounds differently from a lone utterance in the last bits, and over hundreds of
+        autoregressive steps (through the prenet's dropout) that moves where an utterance stops; FastSpeech 2's
+        decoder has no padding mask in eval mode, so a batched utterance would attend to its neighbours' padding.
         """
         texts = [ids[mask.bool()] for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True)]
         spoken, seconds = timed(lambda: [self.speak(model, ids) for ids in texts])

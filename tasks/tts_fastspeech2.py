@@ -26,7 +26,7 @@ from speechpeft.backbones.pretrain.fastspeech2 import LabelledUtterance, pad_bat
 from speechpeft.backbones.pretrain.phoneme_features import PhonemeLabels, extract_labels
 from speechpeft.backbones.vocoder import griffin_lim
 from speechpeft.errors import InputError
-from speechpeft.tasks.base import Predictions, decode_audio, timed
+from speechpeft.tasks.base import decode_audio
 from speechpeft.tasks.corpus.espeak_timing import EspeakTimingError, phoneme_text, phoneme_timings
 from speechpeft.tasks.corpus.voices import VOICES
 from speechpeft.tasks.rows import LeftOut, Rule, normalises_to_nothing, sift
@@ -110,15 +110,6 @@ class FastSpeech2Synthesis(SpeechSynthesis):
         keys = ("input_ids", "attention_mask", "spectrogram_labels", "duration_labels", "pitch_labels",
                 "energy_labels")  # fmt: skip
         return model(**{k: batch[k].to(self.backbone.device) for k in keys}).loss
-
-    def predict(self, model: torch.nn.Module, batch: dict[str, Any]) -> Predictions:
-        """Speak each text alone: in eval mode the decoder has no padding mask, so a batched utterance would
-        attend to its neighbours' padding."""
-        texts = [ids[mask.bool()] for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True)]
-        spoken, seconds = timed(lambda: [self.speak(model, ids) for ids in texts])
-        extras = [{"reference_audio": reference, "capped": capped}
-                  for reference, (_, capped) in zip(batch["reference_audio"], spoken, strict=True)]  # fmt: skip
-        return Predictions([audio for audio, _ in spoken], batch["references"], seconds, extras=extras)
 
     def speak(self, model: torch.nn.Module, ids: torch.Tensor) -> tuple[np.ndarray, bool]:
         """[tokens] phoneme ids -> 16 kHz waveform [samples], and whether a predicted duration was capped at

@@ -11,10 +11,8 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from safetensors.torch import load_file
 
 from speechpeft.backbones.pretrain import fastspeech2 as recipe
-from speechpeft.backbones.pretrain import loop
 from speechpeft.backbones.pretrain import phoneme_features as features_module
 from speechpeft.backbones.pretrain.options import FastSpeech2PretrainOptions
 from speechpeft.backbones.pretrain.phoneme_features import (
@@ -29,6 +27,7 @@ from speechpeft.errors import InputError
 from speechpeft.tasks.corpus.build import build_corpus
 from speechpeft.tasks.corpus.espeak_timing import EspeakTimingError, phoneme_tokens
 from speechpeft.tasks.corpus.options import SynthOptions
+from tests.backbones.resume import assert_resume_is_exact
 
 TOY = {"hidden": 32, "layers": 1, "heads": 2, "ffn": 64, "batch_size": 4, "warmup": 2, "eval_utterances": 3,
        "threads": 1, "feature_jobs": 1, "lr": 3e-3}  # fmt: skip
@@ -202,26 +201,8 @@ def test_twenty_steps_lower_the_training_loss_and_export_half_precision(corpus, 
 
 @pytest.mark.slow
 def test_resume_after_a_stop_is_bit_identical_to_an_uninterrupted_run(corpus, prepared, tmp_path, monkeypatch):
-    whole = toy_options(corpus, prepared, tmp_path / "whole", steps=4, eval_every=2)
-    recipe.pretrain_fastspeech2(whole)
-    step = loop._step
-
-    def stop_at_third(recipe_, optimizer, params, index, bf16):
-        if index == 2:
-            raise KeyboardInterrupt  # after the checkpoint of step 2, as Ctrl-C or SIGTERM would
-        return step(recipe_, optimizer, params, index, bf16)
-
-    stopped = toy_options(corpus, prepared, tmp_path / "stopped", steps=4, eval_every=2)
-    monkeypatch.setattr(loop, "_step", stop_at_third)
-    with pytest.raises(KeyboardInterrupt):
-        recipe.pretrain_fastspeech2(stopped)
-    assert json.loads((tmp_path / "stopped" / "checkpoint" / "state.json").read_text())["step"] == 2
-    monkeypatch.setattr(loop, "_step", step)
-    recipe.pretrain_fastspeech2(stopped)  # resumes at step 2
-    a = load_file(str(tmp_path / "whole" / "checkpoint" / "state.safetensors"))
-    b = load_file(str(tmp_path / "stopped" / "checkpoint" / "state.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert json.loads((tmp_path / "stopped" / "checkpoint" / "state.json").read_text())["step"] == 4
+    runs = {n: toy_options(corpus, prepared, tmp_path / n, steps=4, eval_every=2) for n in ("whole", "stopped")}
+    assert_resume_is_exact(lambda out: recipe.pretrain_fastspeech2(runs[out.name]), tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize(

@@ -15,12 +15,12 @@ import transformers
 from safetensors.torch import load_file
 
 from speechpeft.backbones.pretrain import hifigan as recipe
-from speechpeft.backbones.pretrain import loop
 from speechpeft.backbones.pretrain.options import HifiGanPretrainOptions
 from speechpeft.backbones.pretrain.state import load_state
 from speechpeft.backbones.vocoder import hifigan, load_hifigan
 from speechpeft.cli import main
 from speechpeft.errors import InputError
+from tests.backbones.resume import assert_resume_is_exact
 
 RATE, HOP = 16_000, 256
 TOY = {"channels": 16, "segment_frames": 16, "batch_size": 4, "eval_utterances": 2, "warmup": 2, "lr": 3e-3,
@@ -185,24 +185,8 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(corpus, prepared, tmp_path)
 
 @pytest.mark.slow  # 3 s: 4 + 2 + 2 steps
 def test_resume_after_a_stop_is_bit_identical_to_an_uninterrupted_run(corpus, prepared, tmp_path, monkeypatch):
-    recipe.pretrain_hifigan(toy_options(corpus, prepared, tmp_path / "whole", steps=4, eval_every=2))
-    step = loop._step
-
-    def stop_at_third(recipe_, optimizer, params, index, bf16):
-        if index == 2:
-            raise KeyboardInterrupt  # after the checkpoint of step 2, as Ctrl-C or SIGTERM would
-        return step(recipe_, optimizer, params, index, bf16)
-
-    stopped = toy_options(corpus, prepared, tmp_path / "stopped", steps=4, eval_every=2)
-    monkeypatch.setattr(loop, "_step", stop_at_third)
-    with pytest.raises(KeyboardInterrupt):
-        recipe.pretrain_hifigan(stopped)
-    monkeypatch.setattr(loop, "_step", step)
-    recipe.pretrain_hifigan(stopped)  # resumes at step 2
-    a = load_file(str(tmp_path / "whole" / "checkpoint" / "state.safetensors"))
-    b = load_file(str(tmp_path / "stopped" / "checkpoint" / "state.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert json.loads((tmp_path / "stopped" / "checkpoint" / "state.json").read_text())["step"] == 4
+    runs = {n: toy_options(corpus, prepared, tmp_path / n, steps=4, eval_every=2) for n in ("whole", "stopped")}
+    assert_resume_is_exact(lambda out: recipe.pretrain_hifigan(runs[out.name]), tmp_path, monkeypatch)
 
 
 def test_the_command_line_exports_a_vocoder_that_the_runtime_loads(corpus, prepared, tmp_path, capsys):
