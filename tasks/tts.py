@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from speechpeft.backbones import FrozenBackbone
-from speechpeft.backbones.vocoder import griffin_lim
+from speechpeft.backbones.vocoder import griffin_lim, hifigan, load_hifigan
 from speechpeft.errors import InputError, MissingInputError
 from speechpeft.leaderboard.metrics import load_metric
 from speechpeft.leaderboard.normalize import NORMALIZER
@@ -38,6 +39,7 @@ DROPOUT_SEED = 0  # the speech-decoder prenet's dropout masks, drawn afresh for 
 LISTENER = "openai/whisper-tiny.en"
 LISTENER_VARIABLE = "SPEECHPEFT_TTS_LISTENER"  # names another listener (the test suite: speechpeft/tiny-whisper)
 LISTENER_BATCH = 16  # clips transcribed at once (each is padded to the listener's window)
+VOCODER_DIR = "vocoder"  # a trained HiFi-GAN inside a TTS backbone's directory (`backbones pretrain tiny-hifigan`)
 SYNTHESIS_COLUMNS = ("voice", "rate", "pitch")  # how `speechpeft data synth` rendered a clip (FastSpeech2 re-times it)
 
 
@@ -122,6 +124,14 @@ class SpeechSynthesis:
         self.extractor = backbone.processor.feature_extractor
         self.reduction = getattr(backbone.model.config, "reduction_factor", 1)
         self.speaker_dim = getattr(backbone.model.config, "speaker_embedding_dim", None)
+        vocoder = Path(str(backbone.source)) / VOCODER_DIR
+        self.vocoder = load_hifigan(vocoder) if (vocoder / "config.json").is_file() else None
+
+    def vocode(self, mel: torch.Tensor) -> np.ndarray:
+        """[frames, 80] log10 mel -> float32 waveform [samples] at 16 kHz, peak 0.7: the backbone's own HiFi-GAN
+        (its `vocoder/` directory) when it ships one, else Griffin-Lim (`backbones.vocoder`)."""
+        mel = mel.float().cpu()
+        return hifigan(mel, self.vocoder) if self.vocoder is not None else griffin_lim(mel, self.extractor)
 
     def usable(self, rows: datasets.Dataset) -> tuple[datasets.Dataset, LeftOut]:
         """Leave out (and count) texts with no words after the normaliser (no CER reference) or longer than the
@@ -184,7 +194,7 @@ class SpeechSynthesis:
                 self._speakers(1).to(device),
                 maxlenratio=(steps + 0.5) * self.reduction / len(ids),
             )
-        return griffin_lim(mel.float().cpu(), self.extractor), len(mel) >= steps * self.reduction
+        return self.vocode(mel), len(mel) >= steps * self.reduction
 
     def speak_text(self, model: torch.nn.Module, text: str, what: str = "text", name: str | None = None) -> np.ndarray:
         """`text` spoken whole, float32 at 16 kHz: in the characters the tokenizer spells (`text_input.spell`; `what`
@@ -228,8 +238,10 @@ class SpeechSynthesis:
         return metrics, items
 
     def provenance(self) -> dict[str, str | None]:
-        """What produced the CER column, for a result to record next to its metrics (`Listener.provenance`)."""
-        return self.listener.provenance()
+        """What produced the CER column (`Listener.provenance`) and the speech (`vocoder`: "griffin-lim", or the
+        HiFi-GAN's directory), for a result to record next to its metrics."""
+        vocoder = "griffin-lim" if self.vocoder is None else str(Path(str(self.backbone.source)) / VOCODER_DIR)
+        return {**self.listener.provenance(), "vocoder": vocoder}
 
 
 def build(backbone: FrozenBackbone, labels: list[str] | None = None) -> SpeechSynthesis:

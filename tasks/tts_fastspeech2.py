@@ -24,7 +24,6 @@ from transformers.models.fastspeech2_conformer.modeling_fastspeech2_conformer im
 from speechpeft.backbones import FrozenBackbone
 from speechpeft.backbones.pretrain.fastspeech2 import LabelledUtterance, pad_batch, token_labels
 from speechpeft.backbones.pretrain.phoneme_features import PhonemeLabels, extract_labels
-from speechpeft.backbones.vocoder import griffin_lim
 from speechpeft.errors import InputError
 from speechpeft.tasks.base import decode_audio
 from speechpeft.tasks.corpus.espeak_timing import EspeakTimingError, phoneme_text, phoneme_timings
@@ -130,7 +129,7 @@ class FastSpeech2Synthesis(SpeechSynthesis):
         finally:
             hook.remove()
             model.train(was_training)
-        return griffin_lim(mel.float().cpu(), self.extractor), any(capped)
+        return self.vocode(mel), any(capped)
 
     def speak_text(self, model: torch.nn.Module, text: str, what: str = "text", name: str | None = None) -> np.ndarray:
         """`text` spoken whole, float32 [samples] at 16 kHz: phonemised by espeak-ng with the backbone's voice (it

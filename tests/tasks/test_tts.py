@@ -39,6 +39,7 @@ def test_tts_score_reports_every_column_and_what_listened(tiny_backbone_dirs, tm
     assert task.provenance() == {
         "listener": str(tiny_backbone_dirs["whisper"]), "listener_source": str(tiny_backbone_dirs["whisper"]),
         "listener_fingerprint": weights_fingerprint(tiny_backbone_dirs["whisper"]), "normalizer": NORMALIZER,
+        "vocoder": "griffin-lim",
     }  # fmt: skip
 
 

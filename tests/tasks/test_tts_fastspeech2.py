@@ -186,3 +186,24 @@ def test_the_bank_speaks_each_text_with_its_own_adapter(task, backbone_dir, tmp_
         np.testing.assert_allclose(audio, alone.speak_text(model, text), atol=1e-5)
         plain = task.speak_text(task.backbone.model, text)
         assert len(plain) != len(audio) or not np.allclose(plain, audio, atol=1e-3)  # the adapter changed the speech
+
+
+def test_a_backbone_that_ships_a_vocoder_speaks_through_it(backbone_dir, tmp_path):
+    from speechpeft.backbones.vocoder import hifigan
+
+    copy = tmp_path / "model"
+    shutil.copytree(backbone_dir, copy)
+    config = transformers.SpeechT5HifiGanConfig(
+        model_in_dim=80, sampling_rate=16_000, upsample_initial_channel=16, upsample_rates=[4, 4, 4, 4],
+        upsample_kernel_sizes=[8, 8, 8, 8], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1]],
+        normalize_before=False,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    transformers.SpeechT5HifiGan(config).save_pretrained(copy / "vocoder")
+    task = TASKS.get("tts").build(load_frozen(copy, "tts", "fp32", device="cpu"), None)
+    ids = task.tokenizer(task.phonemes("hello there"), return_tensors="pt").input_ids[0]
+    audio, _ = task.speak(task.backbone.model, ids)
+    with torch.no_grad():
+        mel = task.backbone.model.eval()(input_ids=ids[None]).spectrogram[0]
+    np.testing.assert_allclose(audio, hifigan(mel, task.vocoder), atol=1e-6)
+    assert len(audio) == len(mel) * 256 and task.provenance()["vocoder"] == str(copy / "vocoder")
