@@ -17,6 +17,7 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 BUILTIN_BACKBONES = {
     "speechpeft/tiny-whisper": "tiny-whisper",
     "speechpeft/tiny-speecht5": "tiny-speecht5",
+    "speechpeft/tiny-fastspeech2": "tiny-fastspeech2",
 }
 # Real Whisper for ASR and spoken classification (offline: `imported.py`); speechpeft/tiny-whisper, trained on
 # espeak-ng speech only, stays the fast backbone of the tests and `--quick` runs. TTS has no real model offline.

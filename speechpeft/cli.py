@@ -195,7 +195,7 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
         "tiny-speecht5": (SpeechT5PretrainOptions, "SpeechT5ForTextToSpeech on one voice, with guided attention; "
                           "Griffin-Lim vocoder"),
         "tiny-fastspeech2": (FastSpeech2PretrainOptions, "FastSpeech2ConformerModel on one espeak-ng voice, phoneme "
-                             "input, durations from libespeak-ng (in progress: no vocoder, not shipped yet)"),
+                             "input, durations from libespeak-ng (in progress: not shipped yet)"),
         "tiny-hifigan": (HifiGanPretrainOptions, "a SpeechT5HifiGan vocoder for the built-in TTS backbones' log10 "
                          "mels, on one voice's recordings, by MR-STFT and mel L1 reconstruction (in progress)"),
     }  # fmt: skip
@@ -208,21 +208,29 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
         recipe.set_defaults(backbone=name)
 
 
+SHIPPABLE = ["tiny-whisper", "tiny-speecht5", "tiny-fastspeech2"]  # built-in backbones `ship`/`remeasure` know
+
+
 def _add_ship(sub: argparse._SubParsersAction) -> None:
     ship = sub.add_parser(
         "ship", help="measure a pretraining run on the test split, copy it into the package, write its card"
     )
-    ship.add_argument("backbone", choices=["tiny-whisper", "tiny-speecht5"], help="which built-in backbone")
+    ship.add_argument("backbone", choices=SHIPPABLE, help="which built-in backbone")
     ship.add_argument("--run", required=True, type=Path, help="run directory of `speechpeft backbones pretrain`")
     ship.add_argument("--corpus", required=True, type=Path, help="the corpus the run was trained on")
-    ship.add_argument("--asr", default="openai/whisper-tiny.en", help="tiny-speecht5: ASR backbone that listens")
+    ship.add_argument("--asr", default="openai/whisper-tiny.en", help="TTS backbones: the ASR backbone that listens")
+    ship.add_argument(
+        "--vocoder-run",
+        type=Path,
+        help="tiny-fastspeech2: a `pretrain tiny-hifigan` run to ship as its vocoder (else Griffin-Lim)",
+    )
     ship.set_defaults(command="backbones_ship")
     remeasure = sub.add_parser(
         "remeasure", help="measure a shipped built-in backbone again and rewrite its card (no run directory needed)"
     )
-    remeasure.add_argument("backbone", choices=["tiny-whisper", "tiny-speecht5"], help="which built-in backbone")
+    remeasure.add_argument("backbone", choices=SHIPPABLE, help="which built-in backbone")
     remeasure.add_argument("--corpus", required=True, type=Path, help="a corpus with a test split")
-    remeasure.add_argument("--asr", default="openai/whisper-tiny.en", help="tiny-speecht5: ASR backbone that listens")
+    remeasure.add_argument("--asr", default="openai/whisper-tiny.en", help="TTS backbones: the listening ASR backbone")
     remeasure.set_defaults(command="backbones_remeasure")
 
 

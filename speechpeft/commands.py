@@ -185,9 +185,9 @@ def backbones_ship(args: argparse.Namespace) -> None:
 
         target = ship_whisper(args.run, args.corpus)
     else:
-        from speechpeft.backbones.pretrain.card_tts import ship_speecht5
+        from speechpeft.backbones.pretrain.card_tts import ship_tts
 
-        target = ship_speecht5(args.run, args.corpus, args.asr)
+        target = ship_tts(args.run, args.corpus, args.asr, name=args.backbone, vocoder_run=args.vocoder_run)
     print(f"shipped {target}; card: {target / 'README.md'}")
 
 
@@ -197,9 +197,9 @@ def backbones_remeasure(args: argparse.Namespace) -> None:
 
         target = remeasure_whisper(args.corpus)
     else:
-        from speechpeft.backbones.pretrain.card_tts import remeasure_speecht5
+        from speechpeft.backbones.pretrain.card_tts import remeasure_tts
 
-        target = remeasure_speecht5(args.corpus, args.asr)
+        target = remeasure_tts(args.corpus, args.asr, name=args.backbone)
     print(f"remeasured {target}; card: {target / 'README.md'}")
 
 

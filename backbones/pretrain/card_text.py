@@ -170,6 +170,57 @@ def speecht5_card(directory: Path, facts: dict) -> str:
         "speechpeft backbones pretrain tiny-speecht5 --corpus data/pretrain-corpus --out runs/tiny-speecht5 "
         f"--steps {options['steps']} --voice {options['voice']} --seed {options['seed']}",
         "speechpeft backbones ship tiny-speecht5 --run runs/tiny-speecht5 --corpus data/pretrain-corpus", "```", "",
+        *_tts_results(measured, "tiny-speecht5 + Griffin-Lim"),
+    ]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def fastspeech2_card(directory: Path, facts: dict) -> str:
+    """The card of a shipped tiny-fastspeech2 (with its HiFi-GAN when `facts` has a "vocoder" run)."""
+    config = json.loads((directory / "config.json").read_text())
+    training, measured, corpus = facts["training"], facts["measured"], facts["corpus"]
+    options, vocoder = training["options"], facts.get("vocoder")
+    voiced_by = "a HiFi-GAN trained with it (`vocoder/`, `SpeechT5HifiGan`)" if vocoder else "Griffin-Lim"
+    lines = [
+        *_front_matter("text-to-speech", "fastspeech2_conformer", "speechpeft/tiny-fastspeech2"),
+        f"The `FastSpeech2ConformerModel` architecture with {count_safetensors_parameters(directory) / 1e6:.1f} M "
+        f"parameters (hidden {config['hidden_size']}, {config['encoder_layers']}+{config['decoder_layers']} Conformer "
+        f"layers, {config['encoder_num_attention_heads']} heads, linear FFN {config['encoder_linear_units']}), "
+        f"trained from scratch by speechpeft on one synthetic voice ({options['voice']}). Input: espeak-ng "
+        "phonemes of that voice, one character each (`speechpeft.tasks.tts_fastspeech2`); durations, pitch and "
+        "energy were learned from libespeak-ng's exact phoneme timings, so no aligner was trained. Output: 80-bin "
+        "log10 mel at 16 kHz, "
+        f"voiced by {voiced_by}; no download. Weights stored in float16.", "",
+        "## Training", "",
+        f"{training['steps']} steps of batch {options['batch_size']} in {training['train_hours']} h on "
+        f"{facts['machine']}; AdamW, peak learning rate {options['lr']}, FastSpeech 2's loss (mel L1 before and after "
+        "the postnet + MSE of log duration, pitch and energy), precision "
+        f"{options['precision']}. Best step by held-out mel L1: {training['best']['step']}.",
+        *_vocoder_training(vocoder),
+        "", "Reproduce:", "", "```bash", _synth_command(corpus["options"], options["corpus"]),
+        f"speechpeft backbones pretrain tiny-fastspeech2 --corpus {options['corpus']} --out {options['out']} "
+        f"--steps {options['steps']} --voice {options['voice']} --seed {options['seed']}",
+        *([f"speechpeft backbones pretrain tiny-hifigan --corpus {options['corpus']} --out "
+           f"{vocoder['options']['out']} --steps {vocoder['options']['steps']} --voice {options['voice']}"]
+          if vocoder else []),
+        measured["command"], "```", "",
+        *_tts_results(measured, f"tiny-fastspeech2 + {'HiFi-GAN' if vocoder else 'Griffin-Lim'}"),
+    ]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _vocoder_training(vocoder: dict | None) -> list[str]:
+    if not vocoder:
+        return []
+    options = vocoder["options"]
+    return ["", f"Vocoder: {vocoder['steps']} steps of batch {options['batch_size']} in {vocoder['train_hours']} h; "
+            f"multi-resolution STFT + {options['mel_weight']} x log-mel L1 loss (no discriminator); best step by "
+            f"held-out mel L1: {vocoder['best']['step']}."]  # fmt: skip
+
+
+def _tts_results(measured: dict, label: str) -> list[str]:
+    """The Results section of a TTS card: CER and DNSMOS of the model's speech and of the voice's recordings."""
+    lines = [
         "## Results", "",
         f"{measured['sentences']} held-out sentences and commands from the test split of `{measured['corpus_path']}`, "
         f"spoken by this model and recorded by the real engine voice ({measured['voice']}), both transcribed by "
@@ -178,14 +229,13 @@ def speecht5_card(directory: Path, facts: dict) -> str:
         "recordings' CER is the listener's own error on this voice, so the gap between the two rows is this model's "
         "loss of intelligibility. DNSMOS (1-5, higher is better) is the offline model of the speechmos wheel.", "",
         "| audio | CER | DNSMOS OVRL | SIG | BAK | P.808 |", "|---|---|---|---|---|---|",
-        _tts_row("tiny-speecht5 + Griffin-Lim", measured["cer"], measured["dnsmos"]),
+        _tts_row(label, measured["cer"], measured["dnsmos"]),
         _tts_row(f"{measured['voice']} recordings", measured["cer_of_reference_recordings"],
                  measured["dnsmos_of_reference_recordings"]),
         "", f"Generated length / recorded length: {measured['length_ratio']} on average.", "",
         _measured_by(measured), "", "Examples (text → heard):", "",
     ]  # fmt: skip
-    lines += [f"- `{e['text']}` → `{e['heard'][:200]}`" for e in measured["examples"]]
-    return "\n".join(lines) + "\n"
+    return lines + [f"- `{e['text']}` → `{e['heard'][:200]}`" for e in measured["examples"]]
 
 
 def _front_matter(pipeline_tag: str, family: str, title: str) -> list[str]:
@@ -204,5 +254,6 @@ def _hours(corpus: dict, split: str) -> float:
 
 def _synth_command(options: dict, out: str = "data/pretrain-corpus") -> str:
     size = f"--utterances {options['utterances']}" if options["utterances"] else f"--hours {options['hours']}"
-    return (f"speechpeft data synth {size} --seed {options['seed']} --splits {' '.join(options['splits'])} "
+    voices = f" --voices {' '.join(options['voices'])}" if options.get("voices") else ""
+    return (f"speechpeft data synth {size}{voices} --seed {options['seed']} --splits {' '.join(options['splits'])} "
             f"--kinds {' '.join(options['kinds'])} --out {out}")  # fmt: skip

@@ -1,6 +1,8 @@
-"""Measure tiny-speecht5 and write its card: intelligibility through a listener ASR model, and DNSMOS.
+"""Measure a built-in TTS backbone and write its card: intelligibility through a listener ASR model, and DNSMOS.
 
     speechpeft backbones ship tiny-speecht5 --run runs/tiny-speecht5 --corpus data/pretrain-corpus
+    speechpeft backbones ship tiny-fastspeech2 --run runs/tiny-fastspeech2 --vocoder-run runs/tiny-hifigan \
+        --corpus data/tts-corpus-en-us
     speechpeft backbones remeasure tiny-speecht5 --corpus data/pretrain-corpus
 
 Intelligibility is the CER (after the pinned normaliser) of the listener's transcript of the synthesised
@@ -19,20 +21,16 @@ from pathlib import Path
 
 import datasets
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from speechpeft.backbones.builtin import WEIGHTS_DIR
 from speechpeft.backbones.loading import FrozenBackbone, load_frozen
 from speechpeft.backbones.pretrain import card
-from speechpeft.backbones.pretrain.card_text import speecht5_card
-from speechpeft.backbones.pretrain.speecht5 import SPEAKER_EMBEDDING_DIM
-from speechpeft.backbones.vocoder import griffin_lim
+from speechpeft.backbones.pretrain.card_text import fastspeech2_card, speecht5_card
 from speechpeft.directories import staged_replacement
 from speechpeft.errors import MissingInputError
 from speechpeft.leaderboard.metrics import load_metric
-from speechpeft.tasks.base import seeded
-from speechpeft.tasks.tts import DROPOUT_SEED, LISTENER, MAX_LENGTH_RATIO, Listener
+from speechpeft.tasks.tts import LISTENER, VOCODER_DIR, Listener
 
 SAMPLE_RATE = 16_000  # Hz
 DNSMOS_KEYS = ("ovrl_mos", "sig_mos", "bak_mos", "p808_mos")
@@ -48,16 +46,13 @@ def dnsmos(audio: list[np.ndarray]) -> dict[str, float]:
 
 
 def synthesise(model_dir: Path | str, texts: list[str]) -> list[np.ndarray]:
-    """16 kHz speech for each text (fp32, CPU, Griffin-Lim), each from the TTS task's prenet-dropout seed."""
+    """16 kHz speech for each text (fp32, CPU), as the TTS task speaks it (`speak_text`): SpeechT5 from the
+    prenet-dropout seed, FastSpeech 2 free-running; through the backbone's vocoder (its HiFi-GAN, or Griffin-Lim)."""
+    from speechpeft.tasks.tts import build
+
     backbone = load_frozen(model_dir, "tts", "fp32", device="cpu")
-    speaker = torch.zeros(1, SPEAKER_EMBEDDING_DIM)
-    clips = []
-    for text in tqdm(texts, desc="synthesising", unit="sentence"):
-        ids = backbone.processor(text=text, return_tensors="pt").input_ids
-        with torch.no_grad(), seeded(backbone.device, DROPOUT_SEED):
-            mel = backbone.model.generate_speech(ids, speaker, maxlenratio=MAX_LENGTH_RATIO)
-        clips.append(griffin_lim(mel, backbone.processor.feature_extractor))
-    return clips
+    task = build(backbone)
+    return [task.speak_text(backbone.model, text) for text in tqdm(texts, desc="synthesising", unit="sentence")]
 
 
 def voice_test_clips(corpus: Path, voice: str, limit: int) -> tuple[list[str], list[np.ndarray]]:
@@ -73,7 +68,7 @@ def hear(asr_backbone: FrozenBackbone, clips: list[np.ndarray]) -> list[str]:
     return [card.transcribe(asr_backbone, [clip])[0][0] for clip in clips]
 
 
-def measure_speecht5(model_dir: Path, corpus: Path, voice: str, asr: str = LISTENER, limit: int = SENTENCES,
+def measure_tts(model_dir: Path, corpus: Path, voice: str, asr: str = LISTENER, limit: int = SENTENCES,
                      command: str = "") -> dict:  # fmt: skip
     """CER (0-1, pinned normaliser) of `asr`'s transcripts and DNSMOS of the model's speech and of `voice`'s
     recordings of the same held-out texts; `command` is recorded as what produced the numbers."""
@@ -97,31 +92,38 @@ def measure_speecht5(model_dir: Path, corpus: Path, voice: str, asr: str = LISTE
     }  # fmt: skip
 
 
-def ship_speecht5(run: Path, corpus: Path, asr: str = LISTENER, weights_dir: Path = WEIGHTS_DIR,
-                  name: str = "tiny-speecht5", sentences: int = SENTENCES) -> Path:  # fmt: skip
-    """Copy the run's best model into the package, measure it, and write its model card.
+def ship_tts(
+    run: Path, corpus: Path, asr: str = LISTENER, weights_dir: Path = WEIGHTS_DIR, name: str = "tiny-speecht5",
+    sentences: int = SENTENCES, vocoder_run: Path | None = None,
+) -> Path:  # fmt: skip
+    """Copy the run's best model (and the best HiFi-GAN of `vocoder_run` as its `vocoder/`) into the package,
+    measure it, and write its model card.
 
     As `ship_whisper`: the copy is measured in `NAME.tmp`, so a measurement that raises (the exception
     propagates) or is interrupted leaves the backbone shipped before in place.
     """
     target = weights_dir / name
     command = f"speechpeft backbones ship {name} --run {run} --corpus {corpus} --asr {asr}"
+    command += f" --vocoder-run {vocoder_run}" if vocoder_run else ""
     with staged_replacement(target) as staged:
         shutil.copytree(card.best_model(run), staged)
+        if vocoder_run:
+            shutil.copytree(card.best_model(vocoder_run), staged / VOCODER_DIR)
         training = card.training_summary(run)
-        measured = measure_speecht5(staged, corpus, training["options"]["voice"], asr, sentences, command)
+        measured = measure_tts(staged, corpus, training["options"]["voice"], asr, sentences, command)
         facts = {"measured": measured, "training": training,
-                 "corpus": json.loads((corpus / "synth.json").read_text()), "machine": card.machine()}  # fmt: skip
+                 "corpus": json.loads((corpus / "synth.json").read_text()), "machine": card.machine(),
+                 **({"vocoder": card.training_summary(vocoder_run)} if vocoder_run else {})}  # fmt: skip
         _write_card(staged, facts)
     return target
 
 
-def remeasure_speecht5(corpus: Path, asr: str = LISTENER, weights_dir: Path = WEIGHTS_DIR,
-                       name: str = "tiny-speecht5", sentences: int = SENTENCES) -> Path:  # fmt: skip
+def remeasure_tts(corpus: Path, asr: str = LISTENER, weights_dir: Path = WEIGHTS_DIR, name: str = "tiny-speecht5",
+                  sentences: int = SENTENCES) -> Path:  # fmt: skip
     """Measure the shipped weights again and rewrite their card; the training facts (and the weights) stay.
 
-    The measurement runs on a staged copy, as in `ship_speecht5`. Raises MissingInputError when no tiny-speecht5
-    with a card is shipped in `weights_dir`.
+    The measurement runs on a staged copy, as in `ship_tts`. Raises MissingInputError when no such backbone with a
+    card is shipped in `weights_dir`.
     """
     target = weights_dir / name
     facts = card.shipped_facts(target)
@@ -129,7 +131,7 @@ def remeasure_speecht5(corpus: Path, asr: str = LISTENER, weights_dir: Path = WE
     with staged_replacement(target) as staged:
         shutil.copytree(target, staged)
         voice = facts["training"]["options"]["voice"]
-        measured = measure_speecht5(staged, corpus, voice, asr, sentences, command)
+        measured = measure_tts(staged, corpus, voice, asr, sentences, command)
         corpus_facts = json.loads((corpus / "synth.json").read_text())
         _write_card(staged, {**facts, "measured": measured, "corpus": corpus_facts})
     return target
@@ -137,4 +139,6 @@ def remeasure_speecht5(corpus: Path, asr: str = LISTENER, weights_dir: Path = WE
 
 def _write_card(directory: Path, facts: dict) -> None:
     (directory / card.CARD_FACTS).write_text(json.dumps(facts, indent=1) + "\n")
-    (directory / "README.md").write_text(speecht5_card(directory, facts))
+    family = json.loads((directory / "config.json").read_text())["model_type"]
+    writer = fastspeech2_card if family == "fastspeech2_conformer" else speecht5_card
+    (directory / "README.md").write_text(writer(directory, facts))

@@ -238,3 +238,31 @@ def test_the_command_line_runs_the_recipe(corpus, prepared, tmp_path, capsys):
                  "--steps", "2", "--eval-every", "2", *toy]) == 0  # fmt: skip
     printed = capsys.readouterr().out  # the loop writes "step 2: ..." before the JSON of the best step
     assert json.loads(printed[printed.index("{") :])["step"] == 2 and (out / "model" / "spm_char.model").exists()
+
+
+@pytest.mark.slow
+def test_ship_copies_the_model_and_its_vocoder_measures_and_resolves_by_name(
+    corpus, prepared, tmp_path, monkeypatch, tiny_backbone_dirs
+):
+    from speechpeft.backbones import builtin, load_frozen
+    from speechpeft.backbones.pretrain.card_tts import ship_tts
+    from speechpeft.backbones.pretrain.hifigan import pretrain_hifigan
+    from speechpeft.backbones.pretrain.options import HifiGanPretrainOptions
+    from speechpeft.tasks.tts import build
+
+    recipe.pretrain_fastspeech2(toy_options(corpus, prepared, tmp_path / "run", steps=2, eval_every=2))
+    vocoder = {"channels": 16, "segment_frames": 16, "batch_size": 2, "eval_utterances": 2, "threads": 1}
+    pretrain_hifigan(HifiGanPretrainOptions(corpus=corpus, out=tmp_path / "voc", steps=2, eval_every=2, **vocoder))
+    asr = str(tiny_backbone_dirs["whisper"])
+    shipped = ship_tts(tmp_path / "run", corpus, asr=asr, weights_dir=tmp_path / "weights", name="tiny-fastspeech2",
+                       sentences=2, vocoder_run=tmp_path / "voc")  # fmt: skip
+    facts = json.loads((shipped / "speechpeft_card.json").read_text())
+    assert facts["measured"]["sentences"] == 2 and facts["vocoder"]["steps"] == 2
+    assert 1.0 <= facts["measured"]["dnsmos"]["ovrl_mos"] <= 5.0 and facts["measured"]["cer"] > 0
+    card = (shipped / "README.md").read_text()
+    assert "| tiny-fastspeech2 + HiFi-GAN |" in card and "| espeak-en-us recordings |" in card
+    assert f"speechpeft backbones pretrain tiny-hifigan --corpus {corpus} --out {tmp_path / 'voc'}" in card
+    assert f"--vocoder-run {tmp_path / 'voc'}" in card and "--voices espeak-en-us" in card
+    monkeypatch.setattr(builtin, "WEIGHTS_DIR", tmp_path / "weights")
+    task = build(load_frozen("speechpeft/tiny-fastspeech2", "tts", "fp32", device="cpu"))
+    assert task.vocoder is not None and task.provenance()["vocoder"] == str(shipped / "vocoder")

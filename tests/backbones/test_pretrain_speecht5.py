@@ -11,7 +11,7 @@ import transformers
 from speechpeft.backbones import load_frozen
 from speechpeft.backbones.fingerprint import weights_fingerprint
 from speechpeft.backbones.pretrain import speecht5 as recipe
-from speechpeft.backbones.pretrain.card_tts import remeasure_speecht5, ship_speecht5
+from speechpeft.backbones.pretrain.card_tts import remeasure_tts, ship_tts
 from speechpeft.backbones.vocoder import griffin_lim
 from speechpeft.tasks.corpus import render
 from speechpeft.tasks.corpus.build import build_corpus
@@ -40,7 +40,7 @@ def test_pretrain_speecht5_trains_exports_resumes_and_ships(tmp_path, tiny_backb
     assert json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["step"] == 6
 
     asr = str(tiny_backbone_dirs["whisper"])
-    shipped = ship_speecht5(tmp_path / "run", corpus, asr=asr, weights_dir=tmp_path, sentences=2)
+    shipped = ship_tts(tmp_path / "run", corpus, asr=asr, weights_dir=tmp_path, sentences=2)
     facts = json.loads((shipped / "speechpeft_card.json").read_text())["measured"]
     assert facts["sentences"] == 2 and 1.0 <= facts["dnsmos_of_reference_recordings"]["ovrl_mos"] <= 5.0
     assert 1.0 <= facts["dnsmos"]["ovrl_mos"] <= 5.0 and facts["cer"] > 0
@@ -50,7 +50,7 @@ def test_pretrain_speecht5_trains_exports_resumes_and_ships(tmp_path, tiny_backb
     assert f"Measured by `speechpeft backbones ship tiny-speecht5 --run {tmp_path / 'run'}" in card
 
     training = json.loads((shipped / "speechpeft_card.json").read_text())["training"]
-    remeasure_speecht5(corpus, asr=asr, weights_dir=tmp_path, sentences=2)
+    remeasure_tts(corpus, asr=asr, weights_dir=tmp_path, sentences=2)
     again = json.loads((shipped / "speechpeft_card.json").read_text())
     assert again["training"] == training and again["measured"]["examples"] == facts["examples"]  # seeded: same speech
     card = (shipped / "README.md").read_text()

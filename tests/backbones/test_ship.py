@@ -28,7 +28,7 @@ def fail_measurement(*args, **kwargs):
     ("ship", "name", "measure"),
     [
         (card.ship_whisper, "tiny-whisper", "measure_whisper"),
-        (card_tts.ship_speecht5, "tiny-speecht5", "measure_speecht5"),
+        (card_tts.ship_tts, "tiny-speecht5", "measure_tts"),
     ],
 )
 def test_a_failing_measurement_keeps_the_shipped_backbone(ship, name, measure, tmp_path, monkeypatch):
@@ -47,7 +47,7 @@ def test_a_failing_measurement_keeps_the_shipped_backbone(ship, name, measure, t
     ("remeasure", "name", "measure"),
     [
         (card.remeasure_whisper, "tiny-whisper", "measure_whisper"),
-        (card_tts.remeasure_speecht5, "tiny-speecht5", "measure_speecht5"),
+        (card_tts.remeasure_tts, "tiny-speecht5", "measure_tts"),
     ],
 )
 def test_remeasuring_needs_no_run_and_a_failing_one_keeps_the_card(remeasure, name, measure, tmp_path, monkeypatch):
