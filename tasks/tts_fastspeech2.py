@@ -5,9 +5,10 @@ duration in mel frames, and its pitch and energy. For clips the synthetic corpus
 come exact from the engine itself (`speechpeft.backbones.pretrain.phoneme_features`): the row's `voice`, `rate`
 and `pitch` columns (`SYNTHESIS_COLUMNS`, written by `speechpeft data synth`) re-time its text. Rows that cannot
 be re-timed (another engine, a real recording, no such columns, a resynthesis of another length) are left out of
-training and counted by reason (`trainable`); every row is spoken and scored. Pitch and energy labels are normalised with the backbone's own statistics, recorded in its
-config.json under "speechpeft" by the pretraining recipe. Synthesis is free-running (the model's own durations,
-pitch and energy), one utterance at a time, and shares the SpeechT5 task's vocoder and scoring.
+training and counted by reason (`trainable`); every row is spoken and scored. Pitch and energy labels are
+normalised with the backbone's own statistics, recorded in its config.json under "speechpeft" by the pretraining
+recipe. Synthesis is free-running (the model's own durations, pitch and energy), one utterance at a time, and
+shares the SpeechT5 task's vocoder and scoring.
 """
 
 from __future__ import annotations
