@@ -117,6 +117,7 @@ class SpeechSynthesis:
     """The TTS task on a SpeechT5 backbone; its scoring is shared by every TTS family (`tts_fastspeech2`)."""
 
     name, kind, roles, context = "tts", "tts", ("audio", "text"), ()
+    capped_meaning = f"never stopped: cut at their cap of {MAX_LENGTH_RATIO} mel frames per input token"
 
     def __init__(self, backbone: FrozenBackbone, listener: str | None = None) -> None:
         self.backbone, self.listener = backbone, Listener(listener or default_listener())
@@ -222,8 +223,7 @@ class SpeechSynthesis:
         metrics = {key: quality[key] for key in ("ovrl_mos", "sig_mos", "bak_mos", "p808_mos")}
         metrics["mcd"], metrics["capped_utterances"] = distortion["mcd"], sum(capped)
         if any(capped):
-            logger.warning("%d of %d utterances never stopped: cut at their cap of %s mel frames per input token",
-                           sum(capped), len(capped), MAX_LENGTH_RATIO)  # fmt: skip
+            logger.warning("%d of %d utterances %s", sum(capped), len(capped), self.capped_meaning)
         rate = self.extractor.sampling_rate
         scored = zip(texts, audio, distortion["per_clip"], quality["per_clip"], capped, strict=True)
         items = [

@@ -51,6 +51,7 @@ class FastSpeech2Synthesis(SpeechSynthesis):
     """The TTS task for a `fastspeech2_conformer` backbone; scoring (DNSMOS, MCD, CER) is `SpeechSynthesis`'s."""
 
     context = SYNTHESIS_COLUMNS
+    capped_meaning = f"had a predicted phoneme duration above {MAX_FRAMES_PER_TOKEN} mel frames: capped there"
 
     def __init__(self, backbone: FrozenBackbone, listener: str | None = None) -> None:
         super().__init__(backbone, listener)

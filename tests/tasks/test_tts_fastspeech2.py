@@ -207,3 +207,14 @@ def test_a_backbone_that_ships_a_vocoder_speaks_through_it(backbone_dir, tmp_pat
         mel = task.backbone.model.eval()(input_ids=ids[None]).spectrogram[0]
     np.testing.assert_allclose(audio, hifigan(mel, task.vocoder), atol=1e-6)
     assert len(audio) == len(mel) * 256 and task.provenance()["vocoder"] == str(copy / "vocoder")
+
+
+def test_capped_utterances_are_counted_and_explained(task, caplog):
+    from speechpeft.tasks.base import Predictions
+
+    clip = np.random.default_rng(0).normal(0, 0.1, 16_000).astype(np.float32)
+    extras = [{"reference_audio": clip, "capped": True}, {"reference_audio": clip, "capped": False}]
+    with caplog.at_level("WARNING"):
+        metrics, items = task.score([Predictions([clip, clip], ["yes", "no"], 0.1, extras=extras)])
+    assert metrics["capped_utterances"] == 1 and [i["capped"] for i in items] == [True, False]
+    assert "1 of 2 utterances had a predicted phoneme duration above 15 mel frames: capped there" in caplog.text
