@@ -125,8 +125,9 @@ class SpeechSynthesis:
         self.extractor = backbone.processor.feature_extractor
         self.reduction = getattr(backbone.model.config, "reduction_factor", 1)
         self.speaker_dim = getattr(backbone.model.config, "speaker_embedding_dim", None)
-        vocoder = Path(str(backbone.source)) / VOCODER_DIR
-        self.vocoder = load_hifigan(vocoder) if (vocoder / "config.json").is_file() else None
+        shipped = Path(str(backbone.source)) / VOCODER_DIR
+        self.vocoder_dir = shipped if (shipped / "config.json").is_file() else None
+        self.vocoder = load_hifigan(self.vocoder_dir) if self.vocoder_dir else None
 
     def vocode(self, mel: torch.Tensor) -> np.ndarray:
         """[frames, 80] log10 mel -> float32 waveform [samples] at 16 kHz, peak 0.7: the backbone's own HiFi-GAN
@@ -198,13 +199,18 @@ class SpeechSynthesis:
         return self.vocode(mel), len(mel) >= steps * self.reduction
 
     def speak_text(self, model: torch.nn.Module, text: str, what: str = "text", name: str | None = None) -> np.ndarray:
-        """`text` spoken whole, float32 at 16 kHz: in the characters the tokenizer spells (`text_input.spell`; `what`
-        and the backbone's `name` word its errors), in pieces the text positions hold, joined."""
+        """`text` spoken whole, float32 [samples] at 16 kHz: each piece of `text_ids` spoken alone (`speak`), joined;
+        `what` and the backbone's `name` word the errors about the text."""
+        pieces = [self.speak(model, ids)[0] for ids in self.text_ids(text, what, name)]
+        return np.concatenate(pieces).astype(np.float32)
+
+    def text_ids(self, text: str, what: str = "text", name: str | None = None) -> list[torch.Tensor]:
+        """`text` as token ids [tokens] per piece: in the characters the tokenizer spells (`text_input.spell`;
+        TextInputError for one it cannot), in pieces the text positions hold."""
         text = spell(text, self.tokenizer, name or str(self.backbone.source), what)
         limit = self.backbone.model.config.max_text_positions - 2
         pieces = split_text(text, lambda piece: len(self.tokenizer(piece).input_ids) <= limit)
-        ids = [self.tokenizer(piece, return_tensors="pt").input_ids[0] for piece in pieces]
-        return np.concatenate([self.speak(model, piece)[0] for piece in ids]).astype(np.float32)
+        return [self.tokenizer(piece, return_tensors="pt").input_ids[0] for piece in pieces]
 
     def _max_steps(self, tokens: int) -> int:
         """Decoder steps (of `reduction` frames) a text of `tokens` may take: MAX_LENGTH_RATIO frames per token,
@@ -240,8 +246,7 @@ class SpeechSynthesis:
     def provenance(self) -> dict[str, str | None]:
         """What produced the CER column (`Listener.provenance`) and the speech (`vocoder`: "griffin-lim", or the
         HiFi-GAN's directory), for a result to record next to its metrics."""
-        vocoder = "griffin-lim" if self.vocoder is None else str(Path(str(self.backbone.source)) / VOCODER_DIR)
-        return {**self.listener.provenance(), "vocoder": vocoder}
+        return {**self.listener.provenance(), "vocoder": str(self.vocoder_dir) if self.vocoder_dir else "griffin-lim"}
 
 
 def build(backbone: FrozenBackbone, labels: list[str] | None = None) -> SpeechSynthesis:

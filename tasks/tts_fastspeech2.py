@@ -13,6 +13,7 @@ shares the SpeechT5 task's vocoder and scoring.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import datasets
@@ -37,6 +38,7 @@ ESPEAK_VOICES = frozenset(v.id for v in VOICES if v.engine == "espeak-ng")
 NOT_ESPEAK = "not_an_espeak_ng_clip"
 MAX_FRAMES_PER_TOKEN = 15  # a predicted duration above this is capped (and counted): 240 ms at the 16 ms hop
 TIMING_JOBS = 2  # libespeak-ng processes at once
+PHONEMISED_TEXTS = 4096  # phonemisations kept in memory (`_phonemise`)
 MAX_PIECE_CHARACTERS = 300  # longer text is spoken in pieces (sentences, then words): attention is quadratic
 
 
@@ -133,27 +135,32 @@ class FastSpeech2Synthesis(SpeechSynthesis):
             model.train(was_training)
         return self.vocode(mel), any(capped)
 
-    def speak_text(self, model: torch.nn.Module, text: str, what: str = "text", name: str | None = None) -> np.ndarray:
-        """`text` spoken whole, float32 [samples] at 16 kHz: phonemised by espeak-ng with the backbone's voice (it
-        reads digits, symbols and abbreviations itself), in pieces of at most `MAX_PIECE_CHARACTERS`, joined.
+    def text_ids(self, text: str, what: str = "text", name: str | None = None) -> list[torch.Tensor]:
+        """`text` as phoneme ids [tokens] per piece: phonemised by espeak-ng with the backbone's voice (it reads
+        digits, symbols and abbreviations itself), in pieces of at most `MAX_PIECE_CHARACTERS`.
 
         Raises TextInputError (naming `what` and the backbone `name`) for text with no letter or digit."""
         if not any(character.isalnum() for character in text):
             raise TextInputError(f"{what} has nothing {name or self.backbone.source} can speak: only punctuation or "
                                  "symbols (read as pauses); send words")  # fmt: skip
         pieces = split_text(text, lambda piece: len(piece) <= MAX_PIECE_CHARACTERS)
-        ids = [self.tokenizer(self.phonemes(piece), return_tensors="pt").input_ids[0] for piece in pieces]
-        return np.concatenate([self.speak(model, piece)[0] for piece in ids]).astype(np.float32)
+        return [self.tokenizer(self.phonemes(piece), return_tensors="pt").input_ids[0] for piece in pieces]
 
     def phonemes(self, text: str, voice: str | None = None, rate: float = 1.0, pitch: float = 1.0) -> str:
         """`text` as the model's input: espeak-ng phonemes of `voice` (default: the backbone's) at `rate` and `pitch`,
         one character each, words separated by spaces. Raises InputError when the engine cannot phonemise it."""
-        try:
-            return phoneme_text(phoneme_timings(text, voice or self.voice, rate, pitch))
-        except EspeakTimingError as error:
-            voice = voice or self.voice
-            raise InputError(f"espeak-ng cannot phonemise {text!r} with {voice}: {error}; check that libespeak-ng is "
-                             "installed (`make setup`) and the text is English") from error  # fmt: skip
+        return _phonemise(text, voice or self.voice, rate, pitch)
+
+
+@functools.lru_cache(maxsize=PHONEMISED_TEXTS)
+def _phonemise(text: str, voice: str, rate: float, pitch: float) -> str:
+    """`phoneme_text` of libespeak-ng's reading (one engine process each), kept for the validation rows every
+    evaluation speaks again and for texts a server hears often."""
+    try:
+        return phoneme_text(phoneme_timings(text, voice, rate, pitch))
+    except EspeakTimingError as error:
+        raise InputError(f"espeak-ng cannot phonemise {text!r} with {voice}: {error}; check that libespeak-ng is "
+                         "installed (`make setup`) and the text is English") from error  # fmt: skip
 
 
 def _duration_predictor(model: torch.nn.Module) -> torch.nn.Module:

@@ -19,11 +19,9 @@ shards; the best step by held-out mel L1 is exported in float16 to `out/model`, 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,12 +30,16 @@ import datasets
 import numpy as np
 import torch
 import transformers
-from tqdm.auto import tqdm
 
-from speechpeft.backbones.pretrain.loop import Recipe, options_record, train, warmup_cosine
+from speechpeft.backbones.pretrain.loop import Recipe, export_half, options_record, train, warmup_cosine
 from speechpeft.backbones.pretrain.options import HifiGanPretrainOptions
-from speechpeft.backbones.pretrain.voice_data import check_plan, hold_out, voice_pretrain_rows
-from speechpeft.directories import staged_replacement
+from speechpeft.backbones.pretrain.voice_data import (
+    check_plan,
+    compute_shards,
+    hold_out,
+    kept_rows,
+    voice_pretrain_rows,
+)
 from speechpeft.errors import InputError
 from speechpeft.tasks.corpus.render import SAMPLE_RATE
 from speechpeft.tasks.rows import LeftOut, combine, warn_left_out
@@ -163,21 +165,17 @@ def build_clip_store(rows: datasets.Dataset, extractor: transformers.SpeechT5Fea
                      progress: bool = True) -> ClipStore:  # fmt: skip
     """Decode and analyse `rows` into `directory` (resuming shard by shard), or reuse what is there."""
     ids = list(rows["id"])
-    digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()
-    plan = {"rows": len(ids), "ids_sha1": digest, "shard_rows": SHARD_ROWS, "hop": extractor.sample_stride,
-            "mel": "SpeechT5FeatureExtractor log10"}  # fmt: skip
-    check_plan(directory, plan, "clips")
+    settings = {"shard_rows": SHARD_ROWS, "hop": extractor.sample_stride, "mel": "SpeechT5FeatureExtractor log10"}
+    check_plan(directory, ids, settings, "clips")
     if (directory / ROWS_FILE).exists():
         return load_clip_store(directory)
-    shards = directory / "shards"
-    shards.mkdir(exist_ok=True)
-    paths = [shards / f"shard-{n:05d}.npz" for n in range(math.ceil(len(ids) / SHARD_ROWS))]
-    for number, path in enumerate(tqdm(paths, desc="clips and mels", unit="shard", disable=not progress)):
-        if not path.exists():
-            first = number * SHARD_ROWS
-            _save_shard(path, rows.select(range(first, min(first + SHARD_ROWS, len(ids)))), extractor)
+
+    def save(path: Path, start: int, stop: int) -> None:
+        _save_shard(path, rows.select(range(start, stop)), extractor)
+
+    paths = compute_shards(directory, len(ids), SHARD_ROWS, save, "clips and mels", progress)
     _assemble(directory, paths, ids, list(rows["text"]))
-    shutil.rmtree(shards)
+    shutil.rmtree(directory / "shards")
     return load_clip_store(directory)
 
 
@@ -189,14 +187,7 @@ def _assemble(directory: Path, shard_paths: list[Path], ids: list[str], texts: l
     np.save(directory / AUDIO_FILE, join("audio").astype(np.int16))
     np.save(directory / MEL_FILE, join("mels").astype(np.float32))
     np.savez(directory / OFFSETS_FILE, samples=offsets(join("samples")), frames=offsets(join("frames")))
-    reasons = join("reasons").tolist()
-    left_out = sorted(set(reasons) - {""})
-    meta = {
-        "ids": [row for row, reason in zip(ids, reasons, strict=True) if not reason],
-        "texts": [text for text, reason in zip(texts, reasons, strict=True) if not reason],
-        "left_out": dict(Counter(reason for reason in reasons if reason)),
-        "left_out_ids": {r: [i for i, x in zip(ids, reasons, strict=True) if x == r] for r in left_out},
-    }
+    meta = kept_rows(ids, texts, join("reasons").tolist())
     (directory / ROWS_FILE).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
 
 
@@ -242,14 +233,6 @@ def evaluate(model: transformers.SpeechT5HifiGan, store: ClipStore, rows: np.nda
             totals["mr_stft"] += loss.stft(audio.unsqueeze(1), clip[None, None]).item() / len(rows)
     model.train()
     return totals
-
-
-def export_vocoder(model: transformers.SpeechT5HifiGan, directory: Path) -> None:
-    """Save a float16 copy of `model` (config.json + model.safetensors; the training copy stays fp32), atomically."""
-    with staged_replacement(directory) as staged:
-        half = transformers.SpeechT5HifiGan(model.config)
-        half.load_state_dict(model.state_dict())
-        half.to(torch.float16).save_pretrained(staged)
 
 
 def prepare(options: HifiGanPretrainOptions, extractor) -> tuple[ClipStore, np.ndarray, np.ndarray, LeftOut]:
@@ -299,6 +282,6 @@ def pretrain_hifigan(options: HifiGanPretrainOptions) -> dict:
         name="tiny-hifigan", modules={"model": model}, losses=step_losses,
         learning_rate=lambda step: warmup_cosine(options, step), score="mel_l1",
         evaluate=lambda: evaluate(model, store, held_rows, loss),
-        export=lambda: export_vocoder(model, options.out / "model"), options=options_record(options),
+        export=lambda: export_half(model, None, options.out / "model"), options=options_record(options),
     )  # fmt: skip
     return train(recipe, options.out, options.steps, options.eval_every, options.precision == "bf16")

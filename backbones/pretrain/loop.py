@@ -161,12 +161,14 @@ def options_record(options: PretrainOptions) -> dict:
 
 
 def export_half(model, processor, directory: Path) -> None:
-    """Save a float16 copy of `model` (the training copy stays fp32) with its processor, atomically."""
+    """Save a float16 copy of `model` (the training copy stays fp32) with its processor (None: a model that has
+    none, like a vocoder), atomically."""
     tmp = staging_directory(directory)
     half = type(model)(model.config)
     half.load_state_dict(model.state_dict())
     if getattr(model, "generation_config", None) is not None:  # FastSpeech2ConformerModel does not generate
         half.generation_config = model.generation_config
     half.to(torch.float16).save_pretrained(tmp)
-    processor.save_pretrained(tmp)
+    if processor is not None:
+        processor.save_pretrained(tmp)
     replace_directory(tmp, directory)

@@ -20,10 +20,8 @@ per-phoneme arrays.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +31,8 @@ import numpy as np
 import pyworld
 import torch
 import transformers
-from tqdm.auto import tqdm
 
-from speechpeft.backbones.pretrain.voice_data import check_plan
+from speechpeft.backbones.pretrain.voice_data import check_plan, compute_shards, kept_rows
 from speechpeft.errors import InputError
 from speechpeft.tasks.corpus.espeak_timing import (
     EspeakTimingError,
@@ -209,24 +206,16 @@ def build_phoneme_features(rows: datasets.Dataset, extractor, directory: Path, j
     """Compute (resuming shard by shard) or reuse the store of `rows` in `directory`; `left_out` counts rows the
     caller already left out, recorded with the store's own."""
     ids = list(rows["id"])
-    digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()
-    check_plan(
-        directory, {"rows": len(ids), "ids_sha1": digest, "shard_rows": SHARD_ROWS, "hop": HOP_LENGTH}, "features"
-    )
+    check_plan(directory, ids, {"shard_rows": SHARD_ROWS, "hop": HOP_LENGTH}, "features")
     if (directory / ROWS_FILE).exists():
         return load_phoneme_features(directory)
-    shards = directory / "shards"
-    shards.mkdir(exist_ok=True)
-    starts = range(0, len(ids), SHARD_ROWS)
-    for number, start in enumerate(tqdm(starts, desc=f"features ({directory.name})", unit="shard",
-                                        disable=not progress)):  # fmt: skip
-        path = shards / f"shard-{number:05d}.npz"
-        if not path.exists():
-            chunk = rows.select(range(start, min(start + SHARD_ROWS, len(ids))))
-            _save_shard(path, extract_rows(chunk, extractor, jobs))
-    paths = [shards / f"shard-{n:05d}.npz" for n in range(len(starts))]
+
+    def save(path: Path, start: int, stop: int) -> None:
+        _save_shard(path, extract_rows(rows.select(range(start, stop)), extractor, jobs))
+
+    paths = compute_shards(directory, len(ids), SHARD_ROWS, save, f"features ({directory.name})", progress)
     _assemble(directory, paths, ids, list(rows["text"]), left_out or {})
-    shutil.rmtree(shards)
+    shutil.rmtree(directory / "shards")
     return load_phoneme_features(directory)
 
 
@@ -239,15 +228,8 @@ def _assemble(directory: Path, shard_paths: list[Path], ids: list[str], texts: l
     np.savez(directory / PHONEME_FILE, durations=join("durations", np.int32), pitch=join("pitch", np.float32),
              energy=join("energy", np.float32), frame_offsets=offsets(join("frames", np.int64)),
              phoneme_offsets=offsets(join("phoneme_counts", np.int64)))  # fmt: skip
-    reasons = join("reasons", str).tolist()
-    counts = Counter(reason for reason in reasons if reason)
-    meta = {
-        "ids": [row for row, reason in zip(ids, reasons, strict=True) if not reason],
-        "texts": [text for text, reason in zip(texts, reasons, strict=True) if not reason],
-        "phonemes": join("phonemes", str).tolist(),
-        "left_out": dict(Counter(left_out) + counts),
-        "left_out_ids": {r: [row for row, x in zip(ids, reasons, strict=True) if x == r] for r in sorted(counts)},
-    }
+    meta = kept_rows(ids, texts, join("reasons", str).tolist(), left_out)
+    meta["phonemes"] = join("phonemes", str).tolist()
     (directory / ROWS_FILE).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
 
 

@@ -1,15 +1,22 @@
 """What the one-voice TTS recipes (tiny-fastspeech2, tiny-hifigan) share: the voice's pretrain rows, the
-sentences held out for evaluation, and the guard that keeps one run's cached features to its own rows."""
+sentences held out for evaluation, and their on-disk caches of per-row work: computed in resumable shards,
+guarded to one run's rows, and described by a `rows.json` of the rows kept and left out."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import datasets
 import numpy as np
+from tqdm.auto import tqdm
 
 from speechpeft.errors import InputError
+from speechpeft.tasks.rows import LeftOut
 
 PLAN_FILE = "plan.json"
 
@@ -46,8 +53,10 @@ def hold_out(texts: list[str], count: int, seed: int) -> tuple[np.ndarray, np.nd
     return train_rows, held
 
 
-def check_plan(directory: Path, plan: dict, what: str) -> None:
-    """Refuse to mix cached `what` (features, clips) of different rows or settings; record the plan on first use."""
+def check_plan(directory: Path, ids: list[str], settings: dict, what: str) -> None:
+    """Refuse to mix cached `what` (features, clips) of other rows (`ids`, by count and sha1) or other `settings`;
+    record the plan on first use."""
+    plan = {"rows": len(ids), "ids_sha1": hashlib.sha1("\n".join(ids).encode()).hexdigest(), **settings}
     path = directory / PLAN_FILE
     if path.exists() and json.loads(path.read_text()) == plan:
         return
@@ -56,3 +65,29 @@ def check_plan(directory: Path, plan: dict, what: str) -> None:
                          "--voice?): pretrain into a new --out directory, or delete that one")  # fmt: skip
     directory.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(plan, indent=1))
+
+
+def compute_shards(directory: Path, rows: int, shard_rows: int, save: Callable[[Path, int, int], None], desc: str,
+                   progress: bool = True) -> list[Path]:  # fmt: skip
+    """Call `save(path, start, stop)` for each shard of `shard_rows` of the `rows` rows not yet in
+    `directory/shards` (`save` writes its file atomically, so a killed run resumes at the first missing shard);
+    returns every shard's path, in order."""
+    shards = directory / "shards"
+    shards.mkdir(exist_ok=True)
+    paths = [shards / f"shard-{n:05d}.npz" for n in range(math.ceil(rows / shard_rows))]
+    for number, path in enumerate(tqdm(paths, desc=desc, unit="shard", disable=not progress)):
+        if not path.exists():
+            save(path, number * shard_rows, min((number + 1) * shard_rows, rows))
+    return paths
+
+
+def kept_rows(ids: list[str], texts: list[str], reasons: list[str], earlier: LeftOut | None = None) -> dict:
+    """A cache's `rows.json` fields: ids and texts of the rows kept (reason ""), the rows left out counted by
+    reason (with those the caller left out `earlier`), and the ids of the ones left out here."""
+    counts = Counter(reason for reason in reasons if reason)
+    return {
+        "ids": [row for row, reason in zip(ids, reasons, strict=True) if not reason],
+        "texts": [text for text, reason in zip(texts, reasons, strict=True) if not reason],
+        "left_out": dict(Counter(earlier or {}) + counts),
+        "left_out_ids": {r: [row for row, x in zip(ids, reasons, strict=True) if x == r] for r in sorted(counts)},
+    }
