@@ -32,7 +32,7 @@ system-packages:
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev,whisper]"
+	$(BIN)/python -m pip install -q -e ".[dev,whisper,ray]"
 	@touch $@
 
 lint: setup

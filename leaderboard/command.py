@@ -8,6 +8,7 @@ to a Hub dataset repo (`leaderboard.publish`), recorded in `published.json`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -15,10 +16,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from speechpeft.errors import InputError
 from speechpeft.leaderboard.grid import Grid, load_grid, preset_path
 from speechpeft.leaderboard.publish import check_target, public_command, publish
+
+Executor = Literal["local", "ray"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,9 @@ class LeaderboardOptions:
     backbones: tuple[str, ...] = ()
     seeds: int | None = None
     workers: int | None = None  # None: the preset's
+    executor: Executor = "local"  # where cells run: worker processes here, or Ray tasks (`leaderboard.ray_executor`)
+    address: str | None = None  # with executor "ray": the cluster to join (None: $RAY_ADDRESS, else a local Ray)
+    tune: int = 0  # trials per cell on validation data (`leaderboard.tune`); 0: no tuning
     retry_failed: bool = True
     report_only: bool = False
     dry_run: bool = False
@@ -48,6 +55,10 @@ class LeaderboardOptions:
                              "or drop them")  # fmt: skip
         if (self.workers is not None and self.workers < 1) or (self.seeds is not None and self.seeds < 1):
             raise InputError("--workers and --seeds must be at least 1")
+        if self.tune < 0:
+            raise InputError(f"--tune {self.tune}: the number of trials per cell must be 0 (no tuning) or more")
+        if self.address and self.executor != "ray":
+            raise InputError("--address names a Ray cluster: add --executor ray, or drop --address")
 
     @property
     def out_dir(self) -> Path:
@@ -60,7 +71,8 @@ class LeaderboardOptions:
 def grid_of(options: LeaderboardOptions) -> Grid:
     """The preset (or --config) narrowed by the flags."""
     grid = load_grid(options.config or preset_path("quick" if options.quick else "default"))
-    return grid.narrowed(options.tasks, options.methods, options.backbones, options.seeds)
+    grid = grid.narrowed(options.tasks, options.methods, options.backbones, options.seeds)
+    return dataclasses.replace(grid, tune=options.tune) if options.tune else grid
 
 
 def run_leaderboard(options: LeaderboardOptions) -> int:
@@ -80,7 +92,8 @@ def run_leaderboard(options: LeaderboardOptions) -> int:
         build_corpora(grid, quiet=options.live is False or not sys.stderr.isatty())
         _write_grid(grid, out)
         workers = options.workers or grid.workers
-        results = run_grid(grid, RunOptions(out, workers, options.retry_failed, options.live))
+        run = RunOptions(out, workers, options.retry_failed, options.live, options.executor, options.address)
+        results = run_grid(grid, run)
     results = all_results(out, results)
     if not results:
         raise InputError(f"no finished cells under {out}: run without --report-only first")

@@ -40,6 +40,7 @@ class Cell:
     test_split: str | None = "test"  # None: not scored on a test split (tuning reads the validation scores)
     group_by: str = "voice"  # per-group scores: the corpus column (voice) each test utterance is grouped by
     latency_utterances: int = 8
+    tune: int = 0  # trials of its method's hyper-parameters on validation data (`leaderboard.tune`); 0: none
 
     @property
     def id(self) -> str:
@@ -75,6 +76,7 @@ class Grid:
     description: str = ""
     workers: int = 1  # cells run at once, each in its own process (`--workers` overrides)
     score_test: bool = True  # False (tuning presets): cells report their validation scores only
+    tune: int = 0  # `--tune N`: every cell tunes its method with N trials on validation data
 
     def cells(self) -> list[Cell]:
         """Every cell, task by task in preset order, each task's methods in preset order, seeds innermost."""
@@ -88,7 +90,7 @@ class Grid:
         corpus = self.corpora[spec["corpus"]].path(self.data_dir)
         test_split = spec.get("test_split", "test") if self.score_test else None
         return Cell(task, backbone, variant, seed, corpus, settings, test_split, spec.get("group_by", "voice"),
-                    self.latency_utterances)  # fmt: skip
+                    self.latency_utterances, self.tune)  # fmt: skip
 
     def narrowed(
         self, tasks: tuple[str, ...] = (), variants: tuple[str, ...] = (), backbones: tuple[str, ...] = (),

@@ -34,6 +34,8 @@ class RunOptions:
     workers: int = 1
     retry_failed: bool = True
     live: bool | None = None  # None: a live table on a terminal, one line per event otherwise
+    executor: str = "local"  # "local": worker processes here; "ray": Ray tasks (`leaderboard.ray_executor`)
+    address: str | None = None  # the Ray cluster to join (None: $RAY_ADDRESS, else a local Ray for this run)
 
 
 def build_corpora(grid: Grid, quiet: bool = False) -> None:

@@ -78,6 +78,16 @@ def _add_leaderboard(groups: argparse._SubParsersAction) -> None:
     board.add_argument("--seeds", type=int, help="seeds 0..N-1 per cell: mean and spread over seeds")
     board.add_argument("--workers", type=int, help="cells run at once, each in its own process, the CPU's cores "
                        "shared among them (default: the preset's; 2 in the default preset)")  # fmt: skip
+    board.add_argument("--executor", choices=("local", "ray"), default="local",
+                       help="where cells run: local worker processes (default), or Ray tasks on a Ray cluster "
+                       "(pip install 'speechpeft[ray]')")  # fmt: skip
+    board.add_argument("--address", metavar="ADDR", help="with --executor ray: the cluster to join (e.g. "
+                       "ray://HEAD:10001 or auto; default: $RAY_ADDRESS, else a local Ray started for this "
+                       "run)")  # fmt: skip
+    board.add_argument("--tune", type=int, default=0, metavar="N",
+                       help="tune each cell: N trials of its method's learning rate (and rank, prefix length or "
+                       "reduction factor) on the validation split, bad trials stopped early; the test split scores "
+                       "the best trial's adapter (default: 0, no tuning)")  # fmt: skip
     board.add_argument("--retry-failed", action=argparse.BooleanOptionalAction, default=True,
                        help="run failed cells again (default: yes)")  # fmt: skip
     board.add_argument("--report-only", action="store_true", help="rewrite the report from finished cells")
@@ -102,8 +112,8 @@ def _add_publish(board: argparse.ArgumentParser) -> None:
 def _leaderboard_options(args: argparse.Namespace):
     from speechpeft.leaderboard.command import LeaderboardOptions
 
-    names = ("config", "quick", "out", "seeds", "workers", "retry_failed", "report_only", "dry_run", "live",
-             "publish", "private", "token", "endpoint")  # fmt: skip
+    names = ("config", "quick", "out", "seeds", "workers", "executor", "address", "tune", "retry_failed",
+             "report_only", "dry_run", "live", "publish", "private", "token", "endpoint")  # fmt: skip
     return LeaderboardOptions(tasks=tuple(args.tasks), methods=tuple(args.methods),
                               backbones=tuple(args.backbones), **{n: getattr(args, n) for n in names})  # fmt: skip
 

@@ -9,6 +9,7 @@ an interrupted run keeps its best; training stops early after `patience` validat
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from itertools import count
 from pathlib import Path
@@ -47,6 +48,7 @@ class Run:
     train_rows: datasets.Dataset
     validation_rows: datasets.Dataset
     record: dict
+    on_validation: Callable[[int, dict[str, float]], None] | None = None
 
 
 def prepare_rows(
@@ -96,13 +98,19 @@ def prepare_run(options: TrainOptions, device: torch.device | None = None) -> Ru
     return Run(options, entry, method, task, model, train_rows, validation_rows, record)
 
 
-def train(options: TrainOptions, progress: bool = True) -> dict:
-    """Train, keep the best adapter in `options.out`, and return its record."""
+def train(
+    options: TrainOptions, progress: bool = True, on_validation: Callable[[int, dict[str, float]], None] | None = None
+) -> dict:
+    """Train, keep the best adapter in `options.out`, and return its record.
+
+    `on_validation(step, metrics)` is called after each scored validation (a tuner reports to its pruner there;
+    an exception it raises stops the run, the best adapter so far kept)."""
     set_seed(options.seed)
     ddp = DistributedDataParallelKwargs()
     # before loading: each process loads onto its own device (an int8 model cannot be moved afterwards)
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), kwargs_handlers=[ddp])
     run = prepare_run(options, accelerator.device)
+    run.on_validation = on_validation
     # LayerDrop (wav2vec2, HuBERT, WavLM, SpeechT5 configs) skips whole layers at random, so some trainable
     # parameters get no gradient in a step; DDP must look for them or it waits for their reduction forever
     ddp.find_unused_parameters = skips_layers(run.task.backbone.model)
@@ -164,13 +172,16 @@ def _validate(run: Run, accelerator, model, step: int, best: dict | None, starte
     # every process scores the same rows with the same seed, so all of them take the same decisions
     metrics, _ = evaluate_task(run.task, accelerator.unwrap_model(model), run.validation_rows, run.options.batch_size)
     tqdm.write(f"step {step}: " + ", ".join(f"{k} {shown(v)}" for k, v in metrics.items()))
-    if not run.entry.better(metrics, best):
-        return "stale", best
-    run.record.update(best_step=step, validation=metrics, train_seconds=round(time.perf_counter() - started, 1))
-    run.record.update(getattr(run.task, "provenance", dict)())  # TTS: the listener that scored the CER column
-    if accelerator.is_main_process:
-        save_adapter(accelerator.unwrap_model(model), run.options.out, run.record, run.method.save)
-    return "improved", metrics
+    verdict: Verdict = "stale"
+    if run.entry.better(metrics, best):
+        run.record.update(best_step=step, validation=metrics, train_seconds=round(time.perf_counter() - started, 1))
+        run.record.update(getattr(run.task, "provenance", dict)())  # TTS: the listener that scored the CER column
+        if accelerator.is_main_process:
+            save_adapter(accelerator.unwrap_model(model), run.options.out, run.record, run.method.save)
+        verdict, best = "improved", metrics
+    if run.on_validation is not None:  # after the save: a tuner that stops the run keeps its best adapter
+        run.on_validation(step, metrics)
+    return verdict, best
 
 
 def _note_pending(record: dict, step: int, reason: str) -> None:
