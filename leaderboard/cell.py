@@ -74,7 +74,13 @@ def output_to(path: Path):
 def describe(cell: Cell) -> dict:
     return {"id": cell.id, "task": cell.task, "backbone": cell.backbone, "variant": cell.variant,
             "method": cell.settings["method"], "seed": cell.seed, "settings": cell.settings,
-            "corpus": str(cell.corpus)}  # fmt: skip
+            "corpus": str(cell.corpus), "tune": cell.tune}  # fmt: skip
+
+
+def same_cell(result: dict | None, cell: Cell) -> bool:
+    """Whether `result` was produced by `cell` as it is now: same settings, corpus and tuning trials."""
+    return (result is not None and result.get("settings") == cell.settings and result.get("corpus") == str(cell.corpus)
+            and result.get("tune", 0) == cell.tune)  # fmt: skip
 
 
 def failure(error: BaseException) -> dict:

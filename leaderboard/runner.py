@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from speechpeft.leaderboard.cell import RESULT, SCHEMA, describe, result_path, run_cell, write_json
+from speechpeft.leaderboard.cell import RESULT, SCHEMA, describe, result_path, run_cell, same_cell, write_json
 from speechpeft.leaderboard.grid import Cell, Grid
 from speechpeft.leaderboard.normalize import NORMALIZER
 from speechpeft.leaderboard.progress import Board
@@ -57,9 +57,7 @@ def pending(cells: list[Cell], out: Path, retry_failed: bool) -> tuple[list[Cell
     todo, done, stale = [], [], 0
     for cell in cells:
         result = read_result(result_path(out, cell))
-        same = (
-            result is not None and result.get("settings") == cell.settings and result.get("corpus") == str(cell.corpus)
-        )
+        same = same_cell(result, cell)
         stale += same and not scored_now(result)
         if same and scored_now(result) and (result["status"] == "ok" or not retry_failed):
             done.append(result)
