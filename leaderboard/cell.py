@@ -4,7 +4,8 @@ Runs in a worker process (`leaderboard.runner`). The adapter is trained by `spee
 and reloaded from disk (the best checkpoint by validation) the way `speechpeft eval` does; the test split is
 scored once, batched, and each utterance's record keeps its voice, so per-voice scores and bootstrap
 intervals come from the same records (`leaderboard.stats`). Latency is measured apart, one utterance at a
-time, after one warm-up.
+time, after one warm-up. With `--tune N` the adapter scored is the best of N trials on validation data
+(`leaderboard.tune`), and the result records every trial in its `tuning` block.
 """
 
 from __future__ import annotations
@@ -89,21 +90,42 @@ def failure(error: BaseException) -> dict:
 
 
 def _train_and_score(cell: Cell, directory: Path) -> dict:
+    record, training, tuning = _train(cell, directory)
+    tuned = {} if tuning is None else {"tuning": tuning}
+    if cell.test_split is None:  # a tuning preset's cell: its validation scores are what it is for
+        provenance = {k: record[k] for k in ("listener", "listener_source", "listener_fingerprint") if k in record}
+        return {"run": run_info(record, provenance), "training": training, **tuned}
+    evaluation, provenance = _evaluate(cell, directory / "adapter", directory)
+    return {"run": run_info(record, provenance), "training": training, "evaluation": evaluation, **tuned}
+
+
+def _train(cell: Cell, directory: Path) -> tuple[dict, dict, dict | None]:
+    """Train the cell's adapter into `directory/adapter`, by a study of `cell.tune` trials on validation data when
+    it asks for one (`leaderboard.tune`). Returns train()'s record of the adapter kept, the `training` block and
+    the `tuning` block (None when not asked)."""
+    adapter = directory / "adapter"
+    if not cell.tune:
+        return *_train_once(cell, adapter), None
+    from speechpeft.leaderboard import tune  # only here: Optuna is not imported by untuned cells
+
+    reason = tune.not_tuned(cell.settings)
+    if reason is not None:
+        return *_train_once(cell, adapter), tune.untuned_summary(cell, reason)
+    tuned = tune.tune_cell(cell, directory)
+    best = tuned.best
+    return best.record, _training(best.record, best.seconds, best.peak_bytes, adapter), tuned.summary
+
+
+def _train_once(cell: Cell, adapter: Path) -> tuple[dict, dict]:
     from speechpeft.train import train
     from speechpeft.train_options import TrainOptions
 
-    adapter = directory / "adapter"
     options = TrainOptions(task=cell.task, out=adapter, dataset=str(cell.corpus), backbone=cell.backbone,
                            seed=cell.seed, **cell.settings)  # fmt: skip
     began = time.perf_counter()
     with PeakMemory() as memory:
         record = train(options, progress=False)
-    training = _training(record, time.perf_counter() - began, memory.peak_bytes, adapter)
-    if cell.test_split is None:  # a tuning cell: its validation scores are what it is for
-        provenance = {k: record[k] for k in ("listener", "listener_source", "listener_fingerprint") if k in record}
-        return {"run": run_info(record, provenance), "training": training}
-    evaluation, provenance = _evaluate(cell, adapter, directory)
-    return {"run": run_info(record, provenance), "training": training, "evaluation": evaluation}
+    return record, _training(record, time.perf_counter() - began, memory.peak_bytes, adapter)
 
 
 def _training(record: dict, seconds: float, peak_bytes: int, adapter: Path) -> dict:

@@ -110,6 +110,24 @@ def format_number(number: float | None, digits: int = 1) -> str:
     return "" if number is None else f"{number:,.{digits}f}"
 
 
+def format_trials(tunings: list[dict]) -> str:
+    """How a row was tuned (`--tune`): "4 trials (1 pruned)", "4 trials \u00d7 3 seeds (2 pruned, 1 failed)",
+    "not tuned" (its method has nothing to search), or "" for a row not asked to tune."""
+    tuned = [t for t in tunings if t.get("tuned")]
+    if not tuned:
+        return "not tuned" if tunings else ""
+    asked = tuned[0]["asked"]
+    text = f"{asked} trial{'s' if asked != 1 else ''}" + (f" \u00d7 {len(tuned)} seeds" if len(tuned) > 1 else "")
+    lost = [f"{count} {state}" for state in ("pruned", "failed") if (count := sum(t.get(state, 0) for t in tuned))]
+    return text + (f" ({', '.join(lost)})" if lost else "")
+
+
+def format_params(params: Mapping[str, object]) -> str:
+    """A trial's values: "lr 2.1e-03, rank 16"."""
+    return ", ".join(f"{name} {value:.1e}" if isinstance(value, float) else f"{name} {value}"
+                     for name, value in params.items())  # fmt: skip
+
+
 def format_duration(seconds: float | None) -> str:
     """Wall time in seconds as "42 s", "12 min 05 s" or "2 h 03 min"."""
     if seconds is None:
@@ -157,8 +175,10 @@ def other_metrics(headline: Headline, rows: Iterable[dict]) -> list[str]:
     return [name for name in dict.fromkeys([*headline.others, *seen]) if name in seen and name != headline.metric]
 
 
-def columns(headline: Headline, others: list[str]) -> tuple[Column, ...]:
+def columns(headline: Headline, others: list[str], tuned: bool = False) -> tuple[Column, ...]:
+    """The table's columns; with `tuned` (some row ran `--tune`), its trials and the best trial's values last."""
     label = METRIC_NAMES.get(headline.metric, headline.metric)
+    tuning = (Column("tuned", "tuned"), Column("tuned_params", "best trial", numeric=False)) if tuned else ()
     return (
         Column("method", "method", numeric=False),
         Column(headline.metric, f"{label} [95 % CI]"),
@@ -168,6 +188,7 @@ def columns(headline: Headline, others: list[str]) -> tuple[Column, ...]:
         Column("adapter", "adapter size"),
         Column("train_s", "train (s)"),
         Column("rtfx", "RTFx"),
+        *tuning,
     )
 
 
@@ -199,6 +220,14 @@ def metric_cell(name: str, metrics: Mapping[str, dict]) -> Cell:
     return Cell(format_value(name, value), value)
 
 
+def tuning_cells(row: dict) -> dict[str, Cell]:
+    """The `--tune` columns: trials (sorted by how many were asked) and each seed's best values ("; " between)."""
+    tunings = row.get("tuning") or []
+    asked = sum(t["asked"] for t in tunings if t.get("tuned")) or None
+    best = "; ".join(format_params(t["best"]["params"]) for t in tunings if t.get("best"))
+    return {"tuned": Cell(format_trials(tunings), asked), "tuned_params": Cell(best, best or None)}
+
+
 def row_cells(row: dict, headline: Headline, others: list[str], refs: Mapping[str, float]) -> dict[str, Cell]:
     """Every column's cell for one row; a failed row shows "failed: <error>" in the headline column."""
     metric = headline.metric
@@ -214,6 +243,7 @@ def row_cells(row: dict, headline: Headline, others: list[str], refs: Mapping[st
         "adapter": Cell(format_bytes(row.get("adapter_bytes")), row.get("adapter_bytes")),
         "train_s": Cell(format_number(row.get("train_seconds")), row.get("train_seconds")),
         "rtfx": Cell(format_number(row.get("rtfx")), row.get("rtfx")),
+        **tuning_cells(row),
     }
 
 
@@ -226,7 +256,8 @@ def boards(rows: Iterable[dict]) -> list[Board]:
         ranked = rank(group, headline)
         refs = references(group)
         cells = tuple(row_cells(row, headline, others, refs) for row in ranked)
-        result.append(Board(task, backbone, headline, columns(headline, others), tuple(ranked), cells))
+        tuned = any(row.get("tuning") for row in group)
+        result.append(Board(task, backbone, headline, columns(headline, others, tuned), tuple(ranked), cells))
     return result
 
 
@@ -266,6 +297,25 @@ def board_summary(board: Board) -> str:
     return text + "."
 
 
+def tuning_note(board: Board) -> str:
+    """A line for under the table when some row was tuned (`--tune`): which, how, on what split it is scored, and
+    which rows were not and why; "" when none was."""
+    studies = [(row, t) for row in board.rows for t in row.get("tuning") or []]
+    tuned = [(row, t) for row, t in studies if t.get("tuned")]
+    if not tuned:
+        return ""
+    first_row, first = tuned[0]
+    variants = ", ".join(dict.fromkeys(row["variant"] for row, _ in tuned))
+    split = first_row.get("split")
+    text = (
+        f"Tuned on validation data ({variants}): {first['asked']} trials per cell of the learning rate (and "
+        "the rank, prefix length or reduction factor), TPE sampling, bad trials stopped early by median "
+        f"pruning, the best by validation {first['metric']}; each row shows that trial, scored on `{split}`."
+    )
+    untuned = {row["variant"]: t.get("reason") for row, t in studies if not t.get("tuned")}
+    return text + "".join(f" Not tuned: {variant}, {reason}." for variant, reason in untuned.items())
+
+
 def markdown_table(headers: list[str], lines: list[list[str]], numeric: list[bool]) -> str:
     def escaped(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
@@ -281,6 +331,8 @@ def board_markdown(board: Board, plots: Mapping[str, str] | None = None) -> str:
     main = [[cells.get(c.key, Cell("")).text for c in cols] for cells in board.cells]
     parts = [f"## {board_title(board)}", board_summary(board),
              markdown_table([c.header for c in cols], main, [c.numeric for c in cols])]  # fmt: skip
+    note = tuning_note(board)
+    parts += [note] if note else []
     found = voices(board)
     if found:
         lines = [[row["variant"], *(voice_cell(board, row, v).text for v in found)] for row in board.rows]
@@ -338,7 +390,8 @@ def markdown(rows: list[dict], meta: dict, plots: Mapping[tuple[str, str], Mappi
 
 
 def rich_table(board: Board) -> Table:
-    table = Table(title=f"{board_title(board)}: {board.headline.label}", title_justify="left")
+    table = Table(title=f"{board_title(board)}: {board.headline.label}", title_justify="left",
+                  caption=tuning_note(board) or None, caption_justify="left")  # fmt: skip
     for column in board.columns:
         table.add_column(column.header, justify="right" if column.numeric else "left")
     for index, cells in enumerate(board.cells):

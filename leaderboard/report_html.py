@@ -24,6 +24,7 @@ from speechpeft.leaderboard.report import (
     is_failed,
     markdown,
     measured,
+    tuning_note,
     voice_cell,
     voice_header,
     voices,
@@ -35,7 +36,7 @@ STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 24px auto; max-width: 1500px;
        padding: 0 16px; color: #1d2433; background: #fff; font-size: 14px; }
 h1 { font-size: 24px; margin-bottom: 4px; } h2 { font-size: 18px; margin: 32px 0 4px; }
-.meta, .summary { color: #566074; margin: 4px 0 12px; }
+.meta, .summary, .tuning { color: #566074; margin: 4px 0 12px; }
 code { background: #f1f3f7; padding: 1px 4px; border-radius: 3px; }
 .legend { background: #f6f8fb; border-left: 4px solid #4c78a8; padding: 8px 14px; margin: 12px 0 20px; }
 .legend li { margin: 3px 0; }
@@ -201,8 +202,10 @@ def figures(plots: Mapping[str, bytes], title: str) -> str:
 def section(board: Board, plots: Mapping[str, bytes], anchor: str) -> str:
     title = board_title(board)
     summary = escape(board_summary(board).replace("`", ""))
+    note = tuning_note(board).replace("`", "")
+    note = f'<p class="tuning">{escape(note)}</p>' if note else ""
     return (f'<section id="{anchor}"><h2>{escape(title)}</h2><p class="summary">{summary}</p>'
-            f"{board_table(board)}{voice_table(board)}{figures(plots, title)}</section>")  # fmt: skip
+            f"{board_table(board)}{note}{voice_table(board)}{figures(plots, title)}</section>")  # fmt: skip
 
 
 def header(meta: Mapping) -> str:

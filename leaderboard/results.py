@@ -8,6 +8,7 @@ when no seed finished, "partial" when some did not.
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 from speechpeft.leaderboard.headline import HEADLINES
@@ -37,7 +38,9 @@ def _row(cells: list[dict]) -> dict:
     ok = [c if "evaluation" in c else _validation_only(c) for c in ok]
     metrics = {name: _pooled([c["evaluation"]["metrics"][name] for c in ok]) for name in _metric_names(ok)}
     headline = metrics.get(row["metric"], {"value": None, "low": None, "high": None, "spread": None})
-    return {**row, **headline, "metrics": metrics, "groups": _groups(ok), **_costs(ok)}
+    tuning = [c["tuning"] for c in ok if c.get("tuning")]  # --tune: each seed's study (`leaderboard.tune`)
+    return {**row, **headline, "metrics": metrics, "groups": _groups(ok), **_costs(ok),
+            **({"tuning": tuning} if tuning else {})}  # fmt: skip
 
 
 def _validation_only(cell: dict) -> dict:
@@ -95,7 +98,7 @@ def _costs(ok: list[dict]) -> dict:
 def write_csv(results: list[dict], path: Path) -> Path:
     """One line per cell: the fixed columns (`value`: the headline on the test split; `validation_value`: on the
     validation rows, what hyper-parameters are chosen by), then every metric's value and interval (`wer`,
-    `wer_low`, ...)."""
+    `wer_low`, ...); with `--tune`, the cell's trials (`tune_trials`, `tune_pruned`, ...)."""
     flat = [_flat(r) for r in results]
     extra = sorted({k for f in flat for k in f} - set(CSV_FIXED))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -122,4 +125,16 @@ def _flat(result: dict) -> dict:
     for name, score in metrics.items():
         flat.update({name: score["value"], f"{name}_low": score["low"], f"{name}_high": score["high"]})
     counts = {k: v for k, v in evaluation.get("task_metrics", {}).items() if isinstance(v, int)}
-    return {**flat, **counts}  # e.g. capped_utterances (TTS), full_window_utterances (short-window ASR)
+    return {**flat, **counts, **_tuning_columns(result.get("tuning"))}  # counts: e.g. capped_utterances (TTS)
+
+
+def _tuning_columns(tuning: dict | None) -> dict:
+    """`--tune`'s columns, only for a cell that was asked to tune: whether it was, its trials by outcome, and the
+    best trial's number and values (JSON)."""
+    if not tuning:
+        return {}
+    best = tuning.get("best") or {}
+    params = json.dumps(best["params"]) if best else None
+    return {"tuned": tuning["tuned"], "tune_trials": tuning["asked"],
+            **{f"tune_{state}": tuning.get(state) for state in ("completed", "pruned", "failed")},
+            "tune_best_trial": best.get("number"), "tune_best_params": params}  # fmt: skip

@@ -153,6 +153,54 @@ def test_print_table() -> None:
     assert "failed: CUDA out of memory | tried 2 GiB" in text
 
 
+# --tune: which rows were tuned, with how many trials
+
+
+def tuned_rows() -> list[dict]:
+    """`board_rows()` with ASR tuned by `--tune 4`: LoRA over two seeds (one trial pruned, one failed), full over
+    one, frozen not (nothing to search); TTS untuned."""
+
+    def study(pruned: int, failed: int, params: dict) -> dict:
+        return {"tuned": True, "asked": 4, "completed": 4 - pruned - failed, "pruned": pruned, "failed": failed,
+                "metric": "wer", "best": {"number": 2, "params": params, "validation": 0.1}}  # fmt: skip
+
+    rows = board_rows()
+    tuning = {"lora": [study(1, 0, {"lr": 0.0021, "rank": 16}), study(0, 1, {"lr": 0.004, "rank": 8})],
+              "full": [study(0, 0, {"lr": 1.5e-4})],
+              "frozen": [{"tuned": False, "asked": 4, "reason": "no knobs"}]}  # fmt: skip
+    for r in rows:
+        if r["task"] == "asr" and r["variant"] in tuning:
+            r["tuning"] = tuning[r["variant"]]
+    return rows
+
+
+def test_tuned_rows_show_their_trials_and_best_values_and_a_line_says_how() -> None:
+    report = markdown(tuned_rows(), META)
+    asr = report.split("## asr ")[1].split("\n## ")[0]
+    assert "| RTFx | tuned | best trial |" in asr
+    lora, full, frozen, failed = (cells(line) for line in table_lines(report, "asr"))
+    assert lora[-2:] == ["4 trials \u00d7 2 seeds (1 pruned, 1 failed)", "lr 2.1e-03, rank 16; lr 4.0e-03, rank 8"]
+    assert full[-2:] == ["4 trials", "lr 1.5e-04"] and frozen[-2:] == ["not tuned", ""]
+    assert len(failed) == len(lora) and failed[-2:] == ["", ""]
+    assert ("Tuned on validation data (lora, full): 4 trials per cell of the learning rate (and the rank, prefix "
+            "length or reduction factor)") in asr and "the best by validation wer" in asr  # fmt: skip
+    assert "scored on `test`. Not tuned: frozen, no knobs." in asr
+    tts = report.split("## tts ")[1]
+    assert "tuned" not in tts.lower() and cells(table_lines(report, "tts")[0])[-1] == "2.9"  # RTFx stays last
+    assert "Tuned on" not in markdown(board_rows(), META)
+
+
+def test_tuned_rows_in_the_html_page_and_the_terminal() -> None:
+    page = html_page(tuned_rows(), META, plots={})
+    assert '<th data-key="tuned" data-type="num">tuned</th>' in page and 'data-sort="8">4 trials' in page
+    assert '<p class="tuning">Tuned on validation data (lora, full)' in page and "scored on test." in page
+    assert page.count('data-key="tuned"') == 1  # the untuned TTS table has no such column
+    console = Console(file=io.StringIO(), width=300, color_system=None)
+    print_table(tuned_rows(), console)
+    text = console.file.getvalue()
+    assert "4 trials \u00d7 2 seeds (1 pruned, 1 failed)" in text and "Not tuned: frozen, no knobs." in text
+
+
 # plots and files
 
 
