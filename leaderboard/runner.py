@@ -86,7 +86,12 @@ def run_grid(grid: Grid, options: RunOptions) -> list[dict]:
     cells = grid.cells()
     todo, done = pending(cells, options.out, options.retry_failed)
     with Board(cells, done, options.workers, options.live) as board:
-        fresh = _run_all(todo, options, board) if todo else []
+        if todo and options.executor == "ray":
+            from speechpeft.leaderboard.ray_executor import run_on_ray
+
+            fresh = run_on_ray(todo, options, done, board)
+        else:
+            fresh = _run_all(todo, options, board) if todo else []
     by_id = {r["id"]: r for r in [*done, *fresh]}
     return [by_id[c.id] for c in cells if c.id in by_id]
 
