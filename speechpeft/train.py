@@ -138,8 +138,17 @@ def _loop(run: Run, accelerator: Accelerator, progress: bool) -> dict:
             schedule.step()
             bar.update(), bar.set_postfix(loss=f"{loss:.3f}")
             if step % options.eval_every == 0 or step == options.steps:
+                # DDP hands out rank 0's buffers before each forward, not after the last one: a trained batch
+                # norm's running statistics differ per process until synced here, so all score what rank 0 saves
+                for buffer in model.buffers() if accelerator.num_processes > 1 else ():
+                    torch.distributed.broadcast(buffer, src=0)
                 verdict, best = _validate(run, accelerator, model, step, best, started)
-                stale = {"improved": 0, "stale": stale + 1, "pending": stale}[verdict]
+                # rank 0's verdict (it saves): a process whose scores differ (kernels that are not deterministic)
+                # must stop at the same step, or the others wait for it in their next all-reduce for ever
+                decided = [verdict]
+                if accelerator.num_processes > 1:
+                    torch.distributed.broadcast_object_list(decided, src=0)
+                stale = {"improved": 0, "stale": stale + 1, "pending": stale}[decided[0]]
             if step >= options.steps or stale >= options.patience:
                 break
     run.record["steps_run"] = step

@@ -33,6 +33,7 @@ def tiny_backbone_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
         "speecht5": tiny_backbones.save_tiny_speecht5(root / "speecht5"),
         "speecht5-asr": tiny_backbones.save_tiny_speecht5(root / "speecht5-asr", "asr"),
         **{f: tiny_backbones.save_tiny_ssl_encoder(root / f, f) for f in ("wav2vec2", "hubert", "wavlm")},
+        "fastspeech2_conformer": tiny_backbones.save_tiny_fastspeech2(root / "fastspeech2_conformer"),
     }
 
 

@@ -90,3 +90,23 @@ def save_tiny_ssl_encoder(
     extractor = tf.Wav2Vec2FeatureExtractor(return_attention_mask=attention_mask)
     tf.Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(directory)
     return directory
+
+
+# pitch and energy statistics a tiny FastSpeech 2 normalises its labels with (a pretrained one measures its corpus)
+FASTSPEECH2_STATS = {"pitch": {"mean": 4.8, "std": 0.2, "unit": "log Hz"},
+                     "energy": {"mean": 20.0, "std": 10.0, "unit": "L2"}}  # fmt: skip
+
+
+def save_tiny_fastspeech2(directory: Path) -> Path:
+    """FastSpeech2ConformerModel as `speechpeft backbones pretrain tiny-fastspeech2` exports it (phoneme processor,
+    the "speechpeft" record of phonemiser and statistics in config.json, float16 weights), one layer of width 32."""
+    from speechpeft.backbones.pretrain import fastspeech2 as recipe
+    from speechpeft.backbones.pretrain.options import FastSpeech2PretrainOptions
+
+    options = FastSpeech2PretrainOptions(corpus=directory, out=directory, hidden=32, layers=1, heads=2, ffn=64)
+    processor = recipe.phoneme_processor(directory)
+    record = recipe.speechpeft_record(options, FASTSPEECH2_STATS)
+    config = recipe.fastspeech2_config(options, len(processor.tokenizer), record)
+    torch.manual_seed(0)
+    recipe.export_half(tf.FastSpeech2ConformerModel(config), processor, directory)
+    return directory
