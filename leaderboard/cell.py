@@ -37,6 +37,12 @@ def result_path(out: Path, cell: Cell) -> Path:
     return out / "cells" / cell.id / RESULT
 
 
+def cell_threads(workers: int) -> int:
+    """Torch threads of one cell when `workers` cells run at once: this machine's cores shared out, at least 1 (both
+    executors use it, so the same seeds give the same numbers through either)."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def run_cell(cell: Cell, out: Path, threads: int | None = None) -> dict:
     """Train and score `cell` under `out/cells/<id>/`; write and return its result (status "ok" or "failed",
     with the error's type, message and traceback). Never raises for a failure inside the cell."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from speechpeft.errors import InputError
-from speechpeft.leaderboard.cell import SCHEMA, describe, result_path, run_cell, write_json
+from speechpeft.leaderboard.cell import SCHEMA, cell_threads, describe, result_path, run_cell, write_json
 from speechpeft.leaderboard.grid import Cell
 from speechpeft.leaderboard.progress import Board
 
@@ -62,7 +62,7 @@ def _connect(ray, address: str | None) -> bool:
     for attempt in range(1, STARTS + 1):
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-            return address is None
+            break
         except ConnectionError as error:
             raise InputError(f"--executor ray: cannot reach the Ray cluster at {address}: {error}") from None
         except Exception as error:  # Ray gives its raylet 30 s to start, which a busy machine can miss
@@ -70,11 +70,11 @@ def _connect(ray, address: str | None) -> bool:
                 raise
             ray.shutdown()
             print(f"Ray did not start in time (attempt {attempt} of {STARTS}); starting it again", file=sys.stderr)
-    return False
+    return address is None
 
 
 def _run(ray, todo: list[Cell], options: Any, done: list[dict], board: Board) -> list[dict]:
-    threads = max(1, (os.cpu_count() or 1) // options.workers)
+    threads = cell_threads(options.workers)
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     task = ray.remote(num_cpus=threads, num_gpus=gpus, max_calls=1, max_retries=MAX_RETRIES)(_cell_task)
     queue, running, results = list(todo), {}, []

@@ -13,7 +13,6 @@ run), a new pool starts, and the grid goes on. Torch threads are the machine's c
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -22,7 +21,16 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from speechpeft.leaderboard.cell import RESULT, SCHEMA, describe, result_path, run_cell, same_cell, write_json
+from speechpeft.leaderboard.cell import (
+    RESULT,
+    SCHEMA,
+    cell_threads,
+    describe,
+    result_path,
+    run_cell,
+    same_cell,
+    write_json,
+)
 from speechpeft.leaderboard.grid import Cell, Grid
 from speechpeft.leaderboard.normalize import NORMALIZER
 from speechpeft.leaderboard.progress import Board
@@ -111,7 +119,7 @@ def all_results(out: Path, first: list[dict]) -> list[dict]:
 
 
 def _run_all(todo: list[Cell], options: RunOptions, board: Board) -> list[dict]:
-    threads = max(1, (os.cpu_count() or 1) // options.workers)
+    threads = cell_threads(options.workers)
     queue, results = list(todo), []
     while queue:
         with ProcessPoolExecutor(options.workers, mp_context=_context(), max_tasks_per_child=1) as pool:

@@ -15,6 +15,7 @@ import pytest
 
 from speechpeft.cli import main
 from speechpeft.leaderboard.grid import load_grid, preset_path
+from tests.leaderboard.grids import small_grid
 
 pytestmark = pytest.mark.slow
 
@@ -49,25 +50,8 @@ def test_quick_preset_runs_every_cell_writes_the_report_and_resumes(tmp_path, mo
     assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("cells/**/result.json")}
 
 
-def _config(tmp_path: Path, backbone: Path) -> Path:
-    path = tmp_path / "grid.toml"
-    path.write_text(f"""
-data_dir = "{tmp_path / "data"}"
-latency_utterances = 1
-[corpora.small]
-synth = "--utterances 36 --voices adapt --kinds command=1 --splits adapt=0.7 test=0.3 --seed 2"
-[tasks.intent]
-corpus = "small"
-backbones = ["{backbone}"]
-train = {{ split = "adapt", steps = 2, batch_size = 4, eval_every = 2 }}
-[methods.frozen]
-[methods.prefix]
-""")
-    return path
-
-
 def test_a_failing_cell_is_recorded_the_grid_goes_on_and_finished_cells_are_kept(tmp_path, tiny_backbone_dirs, capsys):
-    config, out = _config(tmp_path, tiny_backbone_dirs["wavlm"]), tmp_path / "out"
+    config, out = small_grid(tmp_path, tiny_backbone_dirs["wavlm"]), tmp_path / "out"
     assert main(["leaderboard", "--config", str(config), "--out", str(out), "--methods", "frozen"]) == 0
     frozen = next(out.glob("cells/intent/*/frozen/seed-0/result.json"))
     stamp = frozen.stat().st_mtime_ns
@@ -84,7 +68,7 @@ def test_a_failing_cell_is_recorded_the_grid_goes_on_and_finished_cells_are_kept
 
 
 def test_a_killed_run_stops_its_workers_and_resumes_keeping_finished_cells(tmp_path, tiny_backbone_dirs):
-    config, out = _config(tmp_path, tiny_backbone_dirs["wavlm"]), tmp_path / "out"
+    config, out = small_grid(tmp_path, tiny_backbone_dirs["wavlm"]), tmp_path / "out"
     config.write_text(config.read_text().replace("[methods.prefix]", "[methods.lora]\nlr = 1e-3\n[methods.full]"))
     command = [sys.executable, "-m", "speechpeft.cli", "leaderboard", "--config", str(config), "--out", str(out),
                "--workers", "1", "--no-live"]  # fmt: skip

@@ -18,6 +18,7 @@ from speechpeft.cli import main
 from speechpeft.errors import InputError
 from speechpeft.leaderboard.grid import Cell
 from speechpeft.leaderboard.ray_executor import DEFAULT_MEMORY, MEMORY_MARGIN, memory_for
+from tests.leaderboard.grids import small_grid
 
 # columns that measure the machine at that moment (time, memory, latency), not what the cell learned
 TIMINGS = ("seconds", "memory", "latency", "rtfx", "started", "finished")
@@ -50,22 +51,6 @@ def test_the_quick_grid_gives_the_same_table_through_ray_as_through_local_worker
     assert tuned["tuning"]["best"] is not None and "accuracy" in tuned["evaluation"]["metrics"]
 
 
-def _grid(tmp_path: Path, backbone: Path) -> Path:
-    path = tmp_path / "grid.toml"
-    path.write_text(f"""
-data_dir = "{tmp_path / "data"}"
-latency_utterances = 1
-[corpora.small]
-synth = "--utterances 36 --voices adapt --kinds command=1 --splits adapt=0.7 test=0.3 --seed 2"
-[tasks.intent]
-corpus = "small"
-backbones = ["{backbone}"]
-train = {{ split = "adapt", steps = 20, batch_size = 4, eval_every = 10 }}
-[methods.lora]
-""")
-    return path
-
-
 def _cell_worker(run: psutil.Process) -> psutil.Process | None:
     """The Ray worker process running a cell (Ray titles it `ray::_cell_task`), if one has started."""
     for process in run.children(recursive=True):
@@ -80,10 +65,9 @@ def _cell_worker(run: psutil.Process) -> psutil.Process | None:
 @pytest.mark.slow
 def test_a_ray_worker_killed_mid_cell_is_retried_and_the_grid_finishes(tmp_path, tiny_backbone_dirs):
     pytest.importorskip("ray")
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "speechpeft.cli", "leaderboard", "--config",
-               str(_grid(tmp_path, tiny_backbone_dirs["wavlm"])), "--out", str(out), "--executor", "ray",
-               "--workers", "1", "--no-live"]  # fmt: skip
+    out, grid = tmp_path / "out", small_grid(tmp_path, tiny_backbone_dirs["wavlm"], steps=20, methods=("lora",))
+    command = [sys.executable, "-m", "speechpeft.cli", "leaderboard", "--config", str(grid), "--out", str(out),
+               "--executor", "ray", "--workers", "1", "--no-live"]  # fmt: skip
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log = next(iter(out.glob("cells/intent/*/lora/seed-0")), None)
     deadline, worker = time.monotonic() + 300, None
