@@ -15,7 +15,7 @@ import peft
 import torch
 
 from speechpeft.adapters.base import AdapterMethod, AdapterOptions, register_method
-from speechpeft.adapters.lora import heads, load_peft, save_peft, targets, wrap
+from speechpeft.adapters.lora import LORA_OPTIONS, load_peft, save_peft, saved_modules, targets, wrap
 from speechpeft.backbones import FrozenBackbone
 from speechpeft.errors import InputError
 
@@ -44,7 +44,7 @@ def attach_adalora(backbone: FrozenBackbone, options: AdapterOptions) -> AdaLora
         init_r=max(options.rank + 1, options.rank * 3 // 2), target_r=options.rank, lora_alpha=options.alpha,
         lora_dropout=options.dropout, tinit=warmup, tfinal=final, deltaT=max(1, options.steps // 50),
         total_step=max(options.steps, warmup + final + 1),
-        target_modules=targets(backbone, options, "adalora"), modules_to_save=heads(backbone),
+        target_modules=targets(backbone, options, "adalora"), modules_to_save=saved_modules(backbone, options),
     )  # fmt: skip
     if config.total_step - config.tfinal > options.steps:
         raise InputError(f"AdaLoRA needs --steps {config.total_step - config.tfinal} or more to reach its rank "
@@ -79,4 +79,4 @@ def allocate_ranks(model: torch.nn.Module, step: int) -> None:
 
 register_method(AdapterMethod("adalora", "LoRA whose ranks are reallocated by importance during training (PEFT)",
                               attach_adalora, save_peft, partial(load_peft, model_class=AdaLoraPeftModel),
-                              after_step=allocate_ranks, pending=budget_pending))  # fmt: skip
+                              after_step=allocate_ranks, pending=budget_pending, reads=LORA_OPTIONS))  # fmt: skip

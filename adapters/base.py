@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -32,6 +33,9 @@ from speechpeft.errors import InputError
 from speechpeft.registry import Registry
 
 BOTTLENECK_STYLES = ("pfeiffer", "houlsby")
+ALL_LINEAR = "all-linear"  # PEFT's shorthand: every linear layer but the output layer (and the task heads)
+_MODULE_NAME = re.compile(r"[^\s.]+(\.[^\s.]+)*")  # dotted path components, as `named_modules` names them
+FLAGS = {"alpha": "--lora-alpha", "dropout": "--lora-dropout"}  # options whose flag is not --<name>
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,9 @@ class AdapterOptions:
     prefix_encoder: bool = False  # prefix tuning: the encoder's self-attention too, not only the decoder's
     bottleneck_style: str = "pfeiffer"  # bottleneck: pfeiffer (after FFN) or houlsby (after attention and FFN)
     reduction_factor: int = 16  # bottleneck: d_model / bottleneck width
-    target_modules: tuple[str, ...] | None = None  # LoRA/AdaLoRA: module name suffixes; None: the backbone's spec
+    # LoRA/AdaLoRA: linear layers by name or name suffix, or ("all-linear",); None: the backbone spec's targets
+    target_modules: tuple[str, ...] | None = None
+    modules_to_save: tuple[str, ...] | None = None  # LoRA/AdaLoRA: trained in full and saved, besides the task head
 
     def __post_init__(self) -> None:
         """Refuse (InputError naming the field) what a flag or a stranger's adapter_config.json may hold: json reads
@@ -58,13 +64,33 @@ class AdapterOptions:
                       lambda v: 0 <= v < 1)  # fmt: skip
         if self.bottleneck_style not in BOTTLENECK_STYLES:
             raise InputError(f"--bottleneck-style {self.bottleneck_style!r}: choose {' or '.join(BOTTLENECK_STYLES)}")
+        for name in ("target_modules", "modules_to_save"):
+            object.__setattr__(self, name, _module_names(name, getattr(self, name)))
+        if self.target_modules and ALL_LINEAR in self.target_modules and len(self.target_modules) > 1:
+            raise InputError(f"--target-modules {' '.join(self.target_modules)}: {ALL_LINEAR} already takes every "
+                             "linear layer; give it alone, or name the layers")  # fmt: skip
+        if self.modules_to_save and ALL_LINEAR in self.modules_to_save:
+            raise InputError(f"--modules-to-save takes module names; {ALL_LINEAR} is for --target-modules")
 
 
 def _check_number(name: str, value: object, kind: type | tuple[type, ...], rule: str, within: Callable) -> None:
     """Raise InputError unless `value` is a `kind` (a bool is not a number here) for which `within` holds."""
     if isinstance(value, bool) or not isinstance(value, kind) or not within(value):
-        flag = f" (--{name.replace('_', '-')})" if name not in ("alpha", "dropout") else ""  # those two have no flag
-        raise InputError(f"adapter option {name}{flag} = {value!r}: use {rule}")
+        flag = FLAGS.get(name, "--" + name.replace("_", "-"))
+        raise InputError(f"adapter option {name} ({flag}) = {value!r}: use {rule}")
+
+
+def _module_names(name: str, value: object) -> tuple[str, ...] | None:
+    """`value` as a tuple of module names (json gives a list); InputError for anything else, or an empty name."""
+    if value is None:
+        return None
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value:
+        raise InputError(f"adapter option {name} ({flag}) = {value!r}: use one or more module names")
+    for module in value:
+        if not isinstance(module, str) or not _MODULE_NAME.fullmatch(module):
+            raise InputError(f"{flag} {module!r}: not a module name (q_proj, self_attn.q_proj, ...)")
+    return tuple(value)
 
 
 @dataclass(frozen=True)
@@ -77,6 +103,8 @@ class AdapterMethod:
     after_step: Callable[[torch.nn.Module, int], None] | None = None  # after optimizer.step, before zero_grad
     # why the model at a step may not be kept as the result yet (e.g. AdaLoRA before its rank budget is final)
     pending: Callable[[torch.nn.Module, int], str | None] | None = None
+    # the `AdapterOptions` fields it reads besides `steps`: `speechpeft train` refuses a PEFT flag it would ignore
+    reads: frozenset[str] = frozenset()
 
 
 METHODS: Registry[AdapterMethod] = Registry("adapter method")
@@ -171,11 +199,14 @@ def saved_options(directory: Path) -> AdapterOptions:
 
 
 def own_files_method(
-    name: str, description: str, attach: Callable[[FrozenBackbone, AdapterOptions], torch.nn.Module]
+    name: str,
+    description: str,
+    attach: Callable[[FrozenBackbone, AdapterOptions], torch.nn.Module],
+    reads: frozenset[str] = frozenset(),
 ) -> AdapterMethod:
     """A method saved in our own files: loading re-attaches it with its saved options, then fills in the tensors."""
 
     def load(backbone: FrozenBackbone, directory: Path) -> torch.nn.Module:
         return load_trainable(attach(backbone, saved_options(directory)), directory)
 
-    return AdapterMethod(name, description, attach, partial(save_trainable, method=name), load)
+    return AdapterMethod(name, description, attach, partial(save_trainable, method=name), load, reads=reads)

@@ -157,4 +157,5 @@ def attach_bottleneck(backbone: FrozenBackbone, options: AdapterOptions) -> Bott
 
 
 register_method(own_files_method("bottleneck", "residual bottleneck MLPs after FFN (Pfeiffer) or attention and "
-                                 "FFN (Houlsby)", attach_bottleneck))  # fmt: skip
+                                 "FFN (Houlsby)", attach_bottleneck,
+                                 frozenset({"bottleneck_style", "reduction_factor"})))  # fmt: skip

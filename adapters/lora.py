@@ -1,29 +1,85 @@
 """LoRA (Hu et al., 2021, https://arxiv.org/abs/2106.09685) through PEFT, on any registered backbone.
 
-Targets come from the backbone's spec; task heads (classifier, CTC head) go to PEFT's
-`modules_to_save`, so they train and are saved with the adapter. No `task_type`: PEFT's seq2seq
-wrapper passes `input_ids`, which Whisper does not take (FACTS.md).
+Targets come from the backbone's spec, or from `--target-modules` (checked against the backbone first, or PEFT's
+`all-linear`); task heads (classifier, CTC head) and `--modules-to-save` go to PEFT's `modules_to_save`, so they
+train and are saved with the adapter. No `task_type`: PEFT's seq2seq wrapper passes `input_ids`, which Whisper
+does not take (FACTS.md).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import peft
 import torch
+from transformers.pytorch_utils import Conv1D
 
 from speechpeft.adapter_dir import CONFIG_FILE, FIX, CorruptAdapterError, check_tensors, read_config, weights_manifest
-from speechpeft.adapters.base import AdapterMethod, AdapterOptions, register_method
+from speechpeft.adapters.base import ALL_LINEAR, AdapterMethod, AdapterOptions, register_method
 from speechpeft.backbones import FrozenBackbone
+from speechpeft.errors import InputError
+
+LORA_OPTIONS = frozenset({"rank", "alpha", "dropout", "target_modules", "modules_to_save"})
+LINEAR_LAYERS = (torch.nn.Linear, Conv1D)  # what `all-linear` takes (int8 layers are `nn.Linear`s too)
 
 
 def heads(backbone: FrozenBackbone) -> list[str] | None:
     return list(backbone.spec.task(backbone.task).head_modules) or None
 
 
-def targets(backbone: FrozenBackbone, options: AdapterOptions, method: str) -> list[str]:
-    """`options.target_modules`, else the spec's targets for `method` (attention q/v for most families)."""
-    return list(options.target_modules or backbone.spec.target_modules[method])
+def saved_modules(backbone: FrozenBackbone, options: AdapterOptions) -> list[str] | None:
+    """PEFT's `modules_to_save`: the task head, and `options.modules_to_save` (each must name a module)."""
+    names = list(dict.fromkeys([*(heads(backbone) or ()), *(options.modules_to_save or ())]))
+    found = [name for name, _ in backbone.model.named_modules()]
+    # PEFT saves every module whose path ends with a name (`layer_norm` takes `final_layer_norm` too)
+    missing = [m for m in options.modules_to_save or () if not any(key.endswith(m) for key in found)]
+    if missing:
+        tops = ", ".join(name for name, _ in backbone.model.named_children())
+        raise InputError(
+            f"--modules-to-save {' '.join(missing)}: no module of {backbone.source} is called that "
+            f"(its top-level modules: {tops}; a name matches the modules whose path ends with it)"
+        )
+    return names or None
+
+
+def targets(backbone: FrozenBackbone, options: AdapterOptions, method: str) -> list[str] | str:
+    """`options.target_modules` (checked against the backbone: see `check_targets`), else the spec's targets for
+    `method` (attention q/v for most families)."""
+    if options.target_modules is None:
+        return list(backbone.spec.target_modules[method])
+    if options.target_modules == (ALL_LINEAR,):
+        return ALL_LINEAR
+    check_targets(backbone, options.target_modules, saved_modules(backbone, options) or [])
+    return list(options.target_modules)
+
+
+def check_targets(backbone: FrozenBackbone, wanted: tuple[str, ...], saved: list[str]) -> None:
+    """Each name in `wanted` must match (as PEFT matches: the whole path, or its end after a '.') at least one
+    module of the backbone outside `saved` (trained in full already), and only linear layers; else InputError
+    listing the names of the linear layers there are."""
+    modules = [(key, m) for key, m in backbone.model.named_modules() if not any(_within(key, s) for s in saved)]
+    linear = sorted({key.rsplit(".", 1)[-1] for key, m in modules if isinstance(m, LINEAR_LAYERS)})
+    offer = f"the linear layers of {backbone.source} are called {', '.join(linear)} (or give {ALL_LINEAR})"
+    for name in wanted:
+        matched = [(key, m) for key, m in modules if _names(key, name)]
+        if not matched:
+            raise InputError(f"--target-modules {name}: {backbone.source} has no such module outside the task "
+                             f"head and --modules-to-save; {offer}")  # fmt: skip
+        other = next(((key, m) for key, m in matched if not isinstance(m, LINEAR_LAYERS)), None)
+        if other is not None:
+            raise InputError(f"--target-modules {name} takes {other[0]}, a {type(other[1]).__name__}: LoRA adapts "
+                             f"linear layers here; {offer}")  # fmt: skip
+
+
+def _names(key: str, name: str) -> bool:
+    """Whether `name` names the module at path `key`, as PEFT matches a target: the whole path or its end."""
+    return key == name or key.endswith("." + name)
+
+
+def _within(key: str, name: str) -> bool:
+    """Whether the module at `key` is, or is inside, a module `name` names (PEFT leaves those untargeted)."""
+    return re.match(rf"(^|.*\.){re.escape(name)}($|\..*)", key) is not None
 
 
 def wrap(
@@ -34,17 +90,20 @@ def wrap(
     model = backbone.model
     if backbone.precision == "int8":
         model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    if model_class is None:
-        return peft.get_peft_model(model, config)
-    config.base_model_name_or_path = getattr(model, "name_or_path", None) or None  # as get_peft_model records it
-    return model_class(model, config)
+    try:
+        if model_class is None:
+            return peft.get_peft_model(model, config)
+        config.base_model_name_or_path = getattr(model, "name_or_path", None) or None  # as get_peft_model records it
+        return model_class(model, config)
+    except peft.NoMatchingPeftModuleError as error:  # e.g. --modules-to-save takes in every layer LoRA would adapt
+        raise InputError(f"--target-modules / --modules-to-save leave LoRA nothing to adapt: {error}") from None
 
 
 def attach_lora(backbone: FrozenBackbone, options: AdapterOptions) -> peft.PeftModel:
     """Wrap the frozen backbone with a trainable LoRA adapter named "default"."""
     config = peft.LoraConfig(
         r=options.rank, lora_alpha=options.alpha, lora_dropout=options.dropout,
-        target_modules=targets(backbone, options, "lora"), modules_to_save=heads(backbone),
+        target_modules=targets(backbone, options, "lora"), modules_to_save=saved_modules(backbone, options),
     )  # fmt: skip
     return wrap(backbone, config)
 
@@ -102,4 +161,4 @@ def _attach_saved(backbone: FrozenBackbone, directory: Path, model_class: type[p
 
 
 register_method(AdapterMethod("lora", "low-rank updates of the attention projections (PEFT)", attach_lora,
-                              save_peft, load_peft))  # fmt: skip
+                              save_peft, load_peft, reads=LORA_OPTIONS))  # fmt: skip

@@ -389,4 +389,5 @@ def attach_prefix(backbone: FrozenBackbone, options: AdapterOptions) -> torch.nn
 
 
 register_method(own_files_method("prefix", "learned key/value prefixes in self-attention (decoder; encoder "
-                                 "optional)", attach_prefix))  # fmt: skip
+                                 "optional)", attach_prefix,
+                                 frozenset({"prefix_length", "prefix_encoder"})))  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datasets
 import evaluate
 
-from speechpeft.leaderboard.normalize import NORMALIZER, normalize_english
+from speechpeft.leaderboard.normalize import NORMALIZER, normalizer
 
 STRING_PAIRS = datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")})
 WAVEFORMS = datasets.Sequence(datasets.Value("float32"))
@@ -16,8 +16,13 @@ def metric_info(description: str, inputs: str, features: datasets.Features, cita
                                features=features)  # fmt: skip
 
 
-def normalized(predictions: list[str], references: list[str], normalize: bool) -> tuple[list, list, str | None]:
-    """Both sides through the pinned normaliser (or untouched), and the normaliser version to record."""
-    if not normalize:
+def normalized(predictions: list[str], references: list[str], normalize: bool | str) -> tuple[list, list, str | None]:
+    """Both sides through a normaliser: the pinned one for True, the one named for a name (see
+    `leaderboard.normalize.NormalizerName`), none for False; and the normaliser's name to record.
+
+    Raises InputError for an unknown name."""
+    if normalize is False:
         return predictions, references, None
-    return [normalize_english(p) for p in predictions], [normalize_english(r) for r in references], NORMALIZER
+    name = NORMALIZER if normalize is True else normalize
+    apply = normalizer(name)
+    return [apply(p) for p in predictions], [apply(r) for r in references], name

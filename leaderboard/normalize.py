@@ -26,15 +26,30 @@ Rules of speechpeft-en-3, in order:
 5. Runs of whitespace become one space; leading and trailing spaces go.
 speechpeft-en-2 dropped, in rule 3, every letter outside a-z: "a привет b" and "a b" matched.
 speechpeft-en-1 was rules 1-5 alone (digits and spelled numbers never matched).
+
+Two more normalisers are there to pick (`speechpeft eval --normalizer`, `speechpeft train --normalizer`), for
+comparing with numbers others report: "whisper-english", Whisper's English normaliser alone (transformers' port of
+openai/whisper `normalizers/english.py`, no spelling map: step 0 above), and "whisper-basic", Whisper's language-
+independent `BasicTextNormalizer` (lowercase, bracketed text and symbols removed, diacritics kept). The leaderboard
+always scores with `NORMALIZER`, so its rows compare. None of the three deletes a letter: each keeps a letter of
+any script, or spells it in ASCII ("ß" -> "ss"); `vanished_letters` checks that on the texts a run scores.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Literal, get_args
 
-NORMALIZER = "speechpeft-en-3"
+from speechpeft.errors import InputError
+
+logger = logging.getLogger(__name__)
+NormalizerName = Literal["speechpeft-en-3", "whisper-english", "whisper-basic"]
+NORMALIZER: NormalizerName = "speechpeft-en-3"  # the default, and the leaderboard's
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
 _SEPARATORS = re.compile(r"[-\u2010-\u2015/]")
 _DROPPED = re.compile(r"[^\w'\s]|_")  # \w: the letters and digits of every script (categories L, N), and _
@@ -47,6 +62,49 @@ def _whisper_normalizer():
     from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
 
     return EnglishTextNormalizer(english_spelling_mapping={})
+
+
+@functools.cache
+def _whisper_basic():
+    from transformers.models.whisper.english_normalizer import BasicTextNormalizer
+
+    return BasicTextNormalizer()
+
+
+def normalizer(name: str = NORMALIZER) -> Callable[[str], str]:
+    """The text normaliser called `name` (one of `NormalizerName`): a function from a transcript to its normal form.
+
+    Raises InputError for an unknown name, listing the known ones."""
+    if name == NORMALIZER:
+        return normalize_english
+    if name == "whisper-english":
+        return lambda text: _whisper_normalizer()(text).strip()
+    if name == "whisper-basic":
+        return lambda text: _whisper_basic()(text).strip()
+    raise InputError(f"--normalizer {name!r}: choose one of {', '.join(get_args(NormalizerName))}")
+
+
+def vanished_letters(texts: Iterable[str], normalize: Callable[[str], str]) -> Counter[str]:
+    """The letters outside ASCII (after NFKD, combining marks dropped: "é" is an "e") in `texts` that `normalize`
+    turns into nothing when given alone, with how often each occurs: letters a WER or CER would silently leave out.
+    A letter it spells another way ("ß" -> "ss") or keeps is not counted."""
+    found = Counter(c for text in texts for c in text if c.isalpha() and not _base(c).isascii())
+    return Counter({c: n for c, n in found.items() if not normalize(c).strip()})
+
+
+def warn_vanished(texts: list[str], name: str) -> int:
+    """How many letters the normaliser `name` deletes from `texts` (`vanished_letters`), said in a warning naming
+    the letters when there are any, so a WER or CER over them is never quietly lower."""
+    lost = vanished_letters(texts, normalizer(name))
+    if lost:
+        shown = ", ".join(f"{c!r} x{n}" for c, n in lost.most_common(10))
+        logger.warning("the %s normaliser deletes %d letters of these transcripts (%s): their words are not scored; "
+                       "pick another with --normalizer", name, sum(lost.values()), shown)  # fmt: skip
+    return sum(lost.values())
+
+
+def _base(character: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", character) if not unicodedata.combining(c))
 
 
 def normalize_english(text: str) -> str:

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from speechpeft.errors import InputError
+from speechpeft.leaderboard.normalize import NORMALIZER, NormalizerName
 from speechpeft.options import help_text as _help
+from speechpeft.train_options import check_streaming
 
 
 @dataclass(frozen=True)
@@ -15,7 +17,17 @@ class EvalOptions:
 
     adapter: str = field(metadata=_help("adapter directory written by `speechpeft train`, or a store name"))
     store: Path | None = field(default=None, metadata=_help("adapter store (default: $SPEECHPEFT_ADAPTERS)"))
-    dataset: str | None = field(default=None, metadata=_help("dataset (default: the one the adapter trained on)"))
+    dataset: str | None = field(
+        default=None, metadata=_help("corpus directory, Hub-format folder or Hub id (default: the one the adapter "
+                                     "trained on, in the config it trained on)")
+    )  # fmt: skip
+    dataset_config: str | None = field(
+        default=None, metadata=_help("the dataset's config, for one that has several (Common Voice en, FLEURS en_us)")
+    )
+    streaming: bool = field(
+        default=False,
+        metadata=_help("stream the split and score its first --max-utterances rows (a large Hub dataset)"),
+    )
     split: str = field(default="test", metadata=_help("split to score"))
     out: Path | None = field(default=None, metadata=_help("where to write outputs (default: ADAPTER/eval/SPLIT)"))
     batch_size: int = field(default=16, metadata=_help("utterances per batch"))
@@ -24,9 +36,15 @@ class EvalOptions:
     window_seconds: float | None = field(
         default=None, metadata=_help("Whisper: encoder window for clips that fit it (default: as trained)")
     )
+    normalizer: NormalizerName = field(
+        default=NORMALIZER,
+        metadata=_help("text normaliser before WER/CER: speechpeft-en-3 (the leaderboard's), whisper-english or "
+                       "whisper-basic (Whisper's own, from transformers)"),
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or (self.max_utterances is not None and self.max_utterances < 1):
             raise InputError("--batch-size and --max-utterances must be positive")
+        check_streaming(self.streaming, self.max_utterances)
         if self.precision not in (None, "fp32", "bf16", "int8", "auto"):
             raise InputError("--precision must be fp32, bf16, int8 or auto")

@@ -100,9 +100,13 @@ def evaluate_adapter(options) -> dict:
     from speechpeft.tasks import data
 
     adapter = resolve_adapter(options.adapter, options.store)
-    source = options.dataset or recorded_dataset(adapter)  # checked before the model loads (seconds)
+    source, config = options.dataset, options.dataset_config
+    if source is None:  # the training dataset, in its config: checked before the model loads (seconds)
+        source, config = recorded_dataset(adapter), config or recorded_config(adapter)
     task, model, record = load_trained(adapter, options.precision, window_seconds=options.window_seconds)
-    split = data.pick_split(data.load_speech_dataset(source), options.split)
+    use_normalizer(task, options.normalizer)
+    cap = options.max_utterances if options.streaming else None
+    split = data.load_split(source, options.split, config, options.streaming, cap)
     rows, left_out = data.task_rows(split, task.roles, getattr(task, "context", ()))
     if options.max_utterances is not None:
         rows = rows.select(range(min(options.max_utterances, len(rows))))
@@ -111,7 +115,8 @@ def evaluate_adapter(options) -> dict:
         raise InputError(f"split {options.split!r} of {source} has no rows usable for task {record['task']!r}")
     metrics, items = evaluate_task(task, model, rows, options.batch_size, progress=True)
     summary = {"adapter": str(adapter), "task": record["task"], "method": record["method"],
-               "backbone": record["backbone"], "dataset": source, "split": options.split, "rows_read": len(split),
+               "backbone": record["backbone"], "dataset": source, "config": config, "split": options.split,
+               "streamed_max_rows": cap, "rows_read": len(split),
                "left_out": left_out, "max_utterances": options.max_utterances, "utterances": len(rows),
                "window_seconds": task.backbone.window_seconds, "metrics": metrics,
                "normalizer": _normalizer(task), **getattr(task, "provenance", dict)()}  # fmt: skip
@@ -144,7 +149,19 @@ def recorded_dataset(adapter: Path) -> str:
     return dataset
 
 
-def _normalizer(task) -> str | None:
-    from speechpeft.leaderboard.normalize import NORMALIZER
+def recorded_config(adapter: Path) -> str | None:
+    """The config of the dataset the adapter at `adapter` trained on (Common Voice "en"), if it named one."""
+    from speechpeft.adapter_dir import read_record
 
-    return NORMALIZER if task.kind == "asr" else None
+    return (read_record(adapter).get("data") or {}).get("config")
+
+
+def use_normalizer(task: Task, name: str) -> None:
+    """Score `task`'s WER and CER (ASR; TTS: the listener's CER) after the normaliser `name`
+    (`leaderboard.normalize.NormalizerName`); a classification task has no text to normalise."""
+    if hasattr(task, "normalizer"):
+        task.normalizer = name
+
+
+def _normalizer(task) -> str | None:
+    return task.normalizer if task.kind == "asr" else None

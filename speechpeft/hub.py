@@ -131,8 +131,9 @@ def _stage(directory: Path, record: dict, repo_id: str, stage: Path, license: st
     for path in sorted(directory.glob("*")):
         if path.is_file() and path.suffix in (".safetensors", ".json"):
             shutil.copy2(path, stage / path.name)
-    _point_config_at_backbone(stage / "adapter_config.json", record["backbone"])
-    (stage / RECORD).write_text(json.dumps(published_record(record), indent=1) + "\n")
+    published = published_record(record)
+    _point_config_at_backbone(stage / "adapter_config.json", published["backbone"])
+    (stage / RECORD).write_text(json.dumps(published, indent=1) + "\n")
     card = build_card(directory, record, repo_id, TASKS.get(record["task"]).kind, license=license,
                       leaderboard=leaderboard)  # fmt: skip
     _check_card(card)
@@ -142,10 +143,17 @@ def _stage(directory: Path, record: dict, repo_id: str, stage: Path, license: st
 
 def published_record(record: dict) -> dict:
     """The record as the Hub gets it: the backbone's architecture added, this machine's paths (`*_source`, where
-    the adapter was written) left out."""
+    the adapter was written; a local backbone's or dataset's absolute path, replaced by the name as typed) left
+    out."""
     options = {k: v for k, v in record.get("options", {}).items() if k not in LOCAL_OPTIONS}
     kept = {k: v for k, v in record.items() if not k.endswith("_source")}
-    return {**kept, "options": options, "backbone_architecture": backbone_architecture(record["backbone"])}
+    if kept.get("backbone_resolved_as") == "directory":
+        kept["backbone"] = kept["backbone_as_given"]
+    data = dict(kept.get("data") or {})
+    if data.get("dataset_resolved_as") == "directory":
+        data["dataset"] = data["dataset_as_given"]
+    architecture = backbone_architecture(record["backbone"])
+    return {**kept, "data": data, "options": options, "backbone_architecture": architecture}
 
 
 def _check_card(card: ModelCard) -> None:

@@ -25,7 +25,8 @@ model = PeftModel.from_pretrained(model, "{repo_id}").eval()
 audio, rate = sf.read("speech.wav", dtype="float32")  # mono, 16 kHz, up to 30 s
 features = processor(audio, sampling_rate=rate, return_tensors="pt").input_features
 with torch.no_grad():
-    ids = model.generate(input_features=features{prompt})
+    # an explicit cap: a checkpoint whose generation config has no max_length would stop at 20 tokens
+    ids = model.generate(input_features=features, max_new_tokens=440{prompt})  # 448 positions less the prompt
 print(processor.batch_decode(ids, skip_special_tokens=True)[0])
 ```"""
 

@@ -36,6 +36,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
         required = default is dataclasses.MISSING
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is typing.Literal:  # a choice: argparse lists the choices in --help and errors
+            kwargs.update(choices=typing.get_args(kind), metavar="{" + ",".join(typing.get_args(kind)) + "}")
         elif typing.get_origin(kind) is tuple:
             kwargs.update(nargs="+", type=typing.get_args(kind)[0], metavar=field.name.upper())
         else:

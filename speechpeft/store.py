@@ -8,6 +8,7 @@ inside the store: no `..`, no absolute paths, no links that lead out.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -15,7 +16,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from speechpeft.adapter_dir import RECORD, CorruptAdapterError, read_record
+from speechpeft.adapter_dir import RECORD, CorruptAdapterError, read_config, read_record
 from speechpeft.directories import (
     RESERVED_SUFFIXES,
     RETIRED_SUFFIX,
@@ -93,8 +94,61 @@ def _summary(name: str, directory: Path) -> dict:
 
 
 def show_adapter(name: str, store: str | os.PathLike | None = None) -> dict:
+    """The adapter's record, after its method's settings as its files say (`method_settings`)."""
     directory = _existing(name, store)
-    return {"name": name, "path": str(directory), **read_record(directory)}
+    record = read_record(directory)
+    return {"name": name, "path": str(directory), "settings": method_settings(directory, record), **record}
+
+
+def method_settings(directory: Path, record: dict) -> dict:
+    """What the adapter's method was set to, from its `adapter_config.json` (so adapters trained before a setting
+    was recorded show it too): for PEFT's LoRA and AdaLoRA the rank, alpha and the scaling they make, dropout,
+    target modules and modules to save (and AdaLoRA's rank schedule); for our methods the options they were attached
+    with (prefix length and encoder, bottleneck style and reduction factor). What is not known is left out."""
+    settings = {"method": record.get("method")}
+    try:
+        config = read_config(directory)
+    except (InputError, MissingInputError) as error:  # missing or malformed: the record is still worth showing
+        return {**settings, "unreadable": str(error)}
+    if "peft_type" not in config:
+        options = config.get("options")
+        return {**settings, **(options if isinstance(options, dict) else {})}
+    return {**settings, **_peft_settings(config), **_adapted_layers(record.get("tensors"))}
+
+
+_PEFT_KEYS = {"target_r": "rank", "init_r": "init_rank", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout",
+              "target_modules": "target_modules", "modules_to_save": "modules_to_save", "tinit": "tinit",
+              "tfinal": "tfinal", "deltaT": "delta_t", "total_step": "total_step"}  # fmt: skip
+
+
+def _peft_settings(config: dict) -> dict:
+    """A PEFT LoRA-like config's settings under our flags' names, with the scaling PEFT applies: alpha / rank
+    (alpha / sqrt(rank) with rsLoRA), or for AdaLoRA alpha / init_r (its `ranknum` stays the initial rank)."""
+    adaptive = "init_r" in config  # AdaLoRA: `r` is LoraConfig's unused default
+    settings = {} if adaptive else {"rank": config.get("r")}
+    settings |= {shown: config[key] for key, shown in _PEFT_KEYS.items() if key in config}
+    alpha, rank = config.get("lora_alpha"), config.get("init_r" if adaptive else "r")
+    if _positive(alpha) and _positive(rank):
+        divisor = math.sqrt(rank) if config.get("use_rslora") and not adaptive else rank
+        settings["scaling"] = round(alpha / divisor, 6)
+    if isinstance(settings.get("target_modules"), list):
+        settings["target_modules"] = sorted(map(str, settings["target_modules"]))
+    kept = [sum(map(bool, mask)) for mask in (config.get("rank_pattern") or {}).values() if isinstance(mask, list)]
+    if kept:  # AdaLoRA's final ranks: which of init_r singular values each matrix keeps
+        settings["ranks_kept"] = {"matrices": len(kept), "min": min(kept), "mean": round(sum(kept) / len(kept), 2),
+                                  "max": max(kept)}  # fmt: skip
+    return {key: value for key, value in settings.items() if value is not None}
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf
+
+
+def _adapted_layers(tensors: object) -> dict:
+    """How many layers carry a LoRA matrix, from the record's list of the weights' tensors."""
+    if not isinstance(tensors, dict):
+        return {}
+    return {"adapted_layers": sum(1 for name in tensors if name.endswith((".lora_A.weight", ".lora_A")))}
 
 
 def remove_adapter(name: str, store: str | os.PathLike | None = None) -> Path:

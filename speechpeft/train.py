@@ -27,7 +27,7 @@ from speechpeft.adapters.catalog import METHODS, check_supported
 from speechpeft.backbones import FrozenBackbone, load_frozen
 from speechpeft.backbones.fingerprint import local_weights_dir, weights_fingerprint
 from speechpeft.errors import InputError
-from speechpeft.evaluation import evaluate_task, shown
+from speechpeft.evaluation import evaluate_task, shown, use_normalizer
 from speechpeft.tasks import data
 from speechpeft.tasks.catalog import TASKS, Task, TaskEntry
 from speechpeft.tasks.rows import LeftOut
@@ -57,14 +57,15 @@ def prepare_rows(
     """Training and validation rows with the task's columns (audio not yet decoded), and the rows left out of
     each ("train", "validation") for an empty label or transcript. A validation slice held out of the training
     split has its left-out rows counted under "train"."""
-    dataset = data.load_speech_dataset(options.dataset)
-    rows, left_out = data.task_rows(data.pick_split(dataset, options.split), entry.roles, entry.context)
+    dataset = data.load_speech_dataset(options.dataset, options.dataset_config, options.streaming)
+    cap = options.max_utterances if options.streaming else None  # streamed: each split read is cut to its first rows
+    rows, left_out = data.task_rows(data.pick_split(dataset, options.split, cap), entry.roles, entry.context)
     if options.max_utterances is not None:
         rows = rows.shuffle(seed=options.seed).select(range(min(options.max_utterances, len(rows))))
     if options.validation_split is None:
         return *data.hold_out(rows, options.validation_fraction, options.seed), {"train": left_out, "validation": {}}
     validation, validation_left_out = data.task_rows(
-        data.pick_split(dataset, options.validation_split), entry.roles, entry.context
+        data.pick_split(dataset, options.validation_split, cap), entry.roles, entry.context
     )
     return rows, validation, {"train": left_out, "validation": validation_left_out}
 
@@ -81,6 +82,7 @@ def prepare_run(options: TrainOptions, device: torch.device | None = None) -> Ru
     backbone = load_frozen(options.backbone, kind, options.precision, device=device, labels=head,
                            window_seconds=options.window_seconds)  # fmt: skip
     task = entry.build(backbone, labels)
+    use_normalizer(task, options.normalizer)
     train_rows, left_out["train"] = data.usable_rows(task, train_rows, left_out["train"], "training", training=True)
     validation_rows, left_out["validation"] = data.usable_rows(
         task, validation_rows, left_out["validation"], "validation"
@@ -221,14 +223,30 @@ def _forever(loader):
         yield from loader
 
 
+def reference(name: str) -> tuple[str, Literal["builtin", "directory", "hub"]]:
+    """How a record names a backbone or dataset so that it means the same from any directory, and how it was
+    resolved: a built-in backbone's name ("builtin"), a local directory's absolute path ("directory"), else the Hub
+    id as given ("hub"); what the user typed is recorded beside it."""
+    from speechpeft.backbones.builtin import BUILTIN_BACKBONES
+
+    if name.lower() in BUILTIN_BACKBONES:
+        return name, "builtin"
+    if Path(name).exists():
+        return str(Path(name).resolve()), "directory"
+    return name, "hub"
+
+
 def _record(options: TrainOptions, backbone: FrozenBackbone, labels, trainable: int, train: int, valid: int) -> dict:
     weights = local_weights_dir(backbone.source)
+    (backbone_ref, backbone_how), (dataset_ref, dataset_how) = reference(options.backbone), reference(options.dataset)
     return {
-        "backbone": options.backbone, "backbone_source": backbone.source,
-        "backbone_fingerprint": weights_fingerprint(weights) if weights else None,
+        "backbone": backbone_ref, "backbone_resolved_as": backbone_how, "backbone_as_given": options.backbone,
+        "backbone_source": backbone.source, "backbone_fingerprint": weights_fingerprint(weights) if weights else None,
         "family": backbone.spec.family, "task": options.task, "task_kind": backbone.task, "method": options.method,
         "labels": labels, "precision": backbone.precision, "trainable_parameters": trainable,
-        "data": {"dataset": str(options.dataset), "split": options.split, "train_utterances": train,
+        "data": {"dataset": dataset_ref, "dataset_resolved_as": dataset_how, "dataset_as_given": str(options.dataset),
+                 "config": options.dataset_config, "split": options.split,
+                 "streamed_max_rows": options.max_utterances if options.streaming else None, "train_utterances": train,
                  "validation_split": options.validation_split, "validation_utterances": valid},
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
     }  # fmt: skip

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from speechpeft.errors import InputError
+from speechpeft.leaderboard.normalize import NORMALIZER, NormalizerName
 from speechpeft.options import help_text as _help
 
 if TYPE_CHECKING:  # the CLI imports this module for --help: no torch at import time
@@ -34,6 +35,14 @@ class TrainOptions:
                        "openai/whisper-tiny.en otherwise)"),
     )  # fmt: skip
     dataset: str = field(default="data/corpus", metadata=_help("corpus directory, Hub-format folder or Hub id"))
+    dataset_config: str | None = field(
+        default=None, metadata=_help("the dataset's config, for one that has several (Common Voice en, FLEURS en_us)")
+    )
+    streaming: bool = field(
+        default=False,
+        metadata=_help("stream the dataset and keep the first --max-utterances rows of each split read (a large Hub "
+                       "dataset: nothing else is downloaded)"),
+    )  # fmt: skip
     split: str = field(default="adapt", metadata=_help("training split"))
     validation_split: str | None = field(
         default=None, metadata=_help("split for model selection (default: a held-out slice of --split)")
@@ -55,6 +64,26 @@ class TrainOptions:
     batch_size: int = field(default=8, metadata=_help("utterances per step"))
     lr: float = field(default=1e-3, metadata=_help("peak learning rate (AdamW, linear decay)"))
     rank: int = field(default=8, metadata=_help("LoRA rank (AdaLoRA: the average rank it prunes to)"))
+    lora_alpha: float | None = field(
+        default=None,
+        metadata=_help("lora, adalora: scaling numerator; an update is scaled by alpha / rank (adalora: alpha / its "
+                       "initial rank, 1.5 x --rank). Default 16 whatever the rank, so --rank 64 scales by 0.25; "
+                       "alpha = 2 x rank is a common choice"),
+    )  # fmt: skip
+    lora_dropout: float | None = field(
+        default=None, metadata=_help("lora, adalora: dropout on the adapter's input, 0 to <1 (default 0.05)")
+    )
+    target_modules: tuple[str, ...] | None = field(
+        default=None,
+        metadata=_help("lora, adalora: the linear layers to adapt, by name or the end of their path (q_proj v_proj "
+                       "fc1, self_attn.q_proj), or all-linear (every one but the output layer and the task head); "
+                       "default: the backbone's, see `speechpeft backbones info NAME`"),
+    )  # fmt: skip
+    modules_to_save: tuple[str, ...] | None = field(
+        default=None,
+        metadata=_help("lora, adalora: modules to train in full and save with the adapter, besides the task head "
+                       "(e.g. encoder.layer_norm; a name takes every module whose path ends with it)"),
+    )  # fmt: skip
     prefix_length: int = field(default=16, metadata=_help("prefix: learned key/value positions per layer"))
     prefix_encoder: bool = field(default=False, metadata=_help("prefix: prefix the encoder's self-attention too"))
     bottleneck_style: str = field(
@@ -67,6 +96,11 @@ class TrainOptions:
     eval_every: int = field(default=50, metadata=_help("steps between validations (and best-checkpoint saves)"))
     patience: int = field(default=4, metadata=_help("stop after this many validations without improvement"))
     seed: int = field(default=0, metadata=_help("seed for initialisation, data order and the validation slice"))
+    normalizer: NormalizerName = field(
+        default=NORMALIZER,
+        metadata=_help("asr, tts: text normaliser before the validation WER/CER: speechpeft-en-3 (the leaderboard's), "
+                       "whisper-english or whisper-basic (Whisper's own, from transformers)"),
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.backbone is None:
@@ -88,6 +122,7 @@ class TrainOptions:
         self.adapter_options()  # the method's own checks, before any data or weights load
         if not 0 < self.validation_fraction < 1:
             raise InputError("--validation-fraction must be between 0 and 1")
+        check_streaming(self.streaming, self.max_utterances)
         if self.window_seconds is not None and not 0 < self.window_seconds < math.inf:  # argparse reads "nan"
             raise InputError("--window-seconds must be positive (leave it out for the backbone's own window)")
         if not 0 < self.lr < math.inf:
@@ -105,15 +140,48 @@ class TrainOptions:
         """The knobs the adapter method reads (it validates them)."""
         from speechpeft.adapters.base import AdapterOptions
 
+        peft_knobs = {name: getattr(self, key) for key, name in PEFT_KNOBS.items() if getattr(self, key) is not None}
+        _check_method_reads(self.method, peft_knobs)
         return AdapterOptions(
             rank=self.rank, steps=self.steps, prefix_length=self.prefix_length, prefix_encoder=self.prefix_encoder,
-            bottleneck_style=self.bottleneck_style, reduction_factor=self.reduction_factor,
+            bottleneck_style=self.bottleneck_style, reduction_factor=self.reduction_factor, **peft_knobs,
         )  # fmt: skip
+
+
+# the PEFT flags of LoRA-like methods -> their `AdapterOptions` field; unset (None): the option's default
+PEFT_KNOBS = {"lora_alpha": "alpha", "lora_dropout": "dropout", "target_modules": "target_modules",
+              "modules_to_save": "modules_to_save"}  # fmt: skip
+
+
+def _check_method_reads(method: str, knobs: dict[str, object]) -> None:
+    """Refuse a PEFT flag that `method` would ignore (it changes nothing, and the user believes it did)."""
+    if not knobs:
+        return
+    from speechpeft.adapters.catalog import METHODS
+
+    if method not in METHODS:  # refused with the valid names when training starts
+        return
+    unread = [name for name in knobs if name not in METHODS.get(method).reads]
+    if unread:
+        flags = " and ".join(f"--{flag.replace('_', '-')}" for flag, name in PEFT_KNOBS.items() if name in unread)
+        users = ", ".join(m for m in METHODS.names() if set(unread) <= METHODS.get(m).reads)
+        raise InputError(f"{flags}: --method {method} does not use {'them' if len(unread) > 1 else 'it'} "
+                         f"({users} do)")  # fmt: skip
 
 
 def backbone_kind(task_kind: str, classifier: str | None) -> str:
     """The backbone kind to load for a task of `task_kind`: a decoder classifier loads the ASR model."""
     return "asr" if task_kind == "classify" and classifier == "decoder" else task_kind
+
+
+def check_streaming(streaming: bool, max_utterances: int | None) -> None:
+    """Refuse --streaming without a cap: the rows streamed are kept in memory as a map-style dataset (the usable-row
+    filter and the seeded validation slice need one), so a streamed split is read up to --max-utterances rows."""
+    if max_utterances is not None and max_utterances < 1:
+        raise InputError("--max-utterances must be positive")
+    if streaming and max_utterances is None:
+        raise InputError("--streaming reads the first --max-utterances rows of each split: give --max-utterances N "
+                         "(e.g. 2000), or leave --streaming out to download the whole dataset")  # fmt: skip
 
 
 def _check_destination(out: Path, validating_on_training_rows: bool) -> None:

@@ -20,7 +20,7 @@ from speechpeft.adapters import routing
 from speechpeft.backbones import FrozenBackbone
 from speechpeft.backbones.window import encoder_window, windowed_extractor
 from speechpeft.leaderboard.metrics import load_metric
-from speechpeft.leaderboard.normalize import normalize_english
+from speechpeft.leaderboard.normalize import NORMALIZER, normalizer, warn_vanished
 from speechpeft.tasks.base import TASKS, Predictions, TaskEntry, decode_audio, model_inputs, timed
 from speechpeft.tasks.features import acoustic_inputs, predict_in_exact_groups, window_inputs
 from speechpeft.tasks.rows import LeftOut, fixed_window, normalises_to_nothing, sift, text_longer_than
@@ -46,6 +46,7 @@ logging.getLogger("transformers.generation.utils").addFilter(_DropGenerateNoise(
 
 class SpeechRecognition:
     name, kind, roles = "asr", "asr", ("audio", "text")
+    normalizer: str = NORMALIZER  # the text normaliser WER and CER are computed after (`leaderboard.normalize`)
 
     def __init__(self, backbone: FrozenBackbone) -> None:
         self.backbone = backbone
@@ -61,7 +62,7 @@ class SpeechRecognition:
         positions, and clips longer than a fixed-window extractor's window (Whisper would cut them)."""
         config = self.backbone.model.config
         longest = getattr(config, "max_target_positions", None) or config.max_text_positions
-        rules = [normalises_to_nothing(), text_longer_than(longest, self._target_ids)]
+        rules = [normalises_to_nothing(self.normalizer), text_longer_than(longest, self._target_ids)]
         return sift(rows, rules + fixed_window(self.extractor))
 
     def collate(self, rows: list[dict]) -> dict[str, Any]:
@@ -164,25 +165,28 @@ class SpeechRecognition:
     def score(self, predictions: list[Predictions]) -> tuple[dict[str, float], list[dict]]:
         hypotheses = [h for p in predictions for h in p.outputs]
         references = [r for p in predictions for r in p.references]
-        wer = load_metric("wer").compute(predictions=hypotheses, references=references)
-        cer = load_metric("cer").compute(predictions=hypotheses, references=references)
+        pairs = {"predictions": hypotheses, "references": references, "normalize": self.normalizer}
+        wer, cer = load_metric("wer").compute(**pairs), load_metric("cer").compute(**pairs)
         compute = sum(p.seconds for p in predictions)
         speed = sum(p.audio_seconds for p in predictions) / compute if compute else 0.0
         metrics = {"wer": wer["wer"], "cer": cer["cer"], "rtfx": speed}
+        if vanished := warn_vanished(references + hypotheses, self.normalizer):
+            metrics["vanished_letters"] = vanished
         windows = [e.get("window_seconds") for p in predictions for e in p.extras] or [None] * len(hypotheses)
         if self.backbone.window_seconds is not None:  # decoded at the full window: too long, or ran away
             metrics["full_window_utterances"] = sum(w != self.backbone.window_seconds for w in windows)
+        normalize = normalizer(self.normalizer)
         items = [
-            {**_item_record(r, h), **({"window_seconds": w} if w is not None else {})}
+            {**_item_record(r, h, normalize), **({"window_seconds": w} if w is not None else {})}
             for r, h, w in zip(references, hypotheses, windows, strict=True)
         ]
         return metrics, items
 
 
-def _item_record(reference: str, hypothesis: str) -> dict:
+def _item_record(reference: str, hypothesis: str, normalize: Callable[[str], str]) -> dict:
     import jiwer
 
-    ref, hyp = normalize_english(reference), normalize_english(hypothesis)
+    ref, hyp = normalize(reference), normalize(hypothesis)
     words = len(ref.split())
     errors = jiwer.process_words(ref, hyp) if ref else None
     edits = errors.substitutions + errors.deletions + errors.insertions if errors else len(hyp.split())
@@ -211,7 +215,7 @@ class CtcSpeechRecognition(SpeechRecognition):
 
     def usable(self, rows: datasets.Dataset) -> tuple[datasets.Dataset, LeftOut]:
         """Leave out (and count) transcripts with no words after the normaliser; clips of any length fit."""
-        return sift(rows, [normalises_to_nothing()])
+        return sift(rows, [normalises_to_nothing(self.normalizer)])
 
     def _target_ids(self, text: str) -> list[int]:
         """Character ids of `text` in the vocabulary's case (wav2vec2-base-960h spells "A".."Z")."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import datasets
 
-from speechpeft.leaderboard.normalize import NORMALIZER, normalize_english
+from speechpeft.leaderboard.normalize import NORMALIZER, normalizer
 
 logger = logging.getLogger(__name__)
 LeftOut = dict[str, int]  # reason -> rows left out for it
@@ -23,7 +23,7 @@ LeftOut = dict[str, int]  # reason -> rows left out for it
 REASONS = {  # what each reason means, for the warning (plus "empty_<role>", see `describe`)
     "audio_too_long": "audio longer than the model can take whole",
     "text_too_long": "text longer than the model's text positions",
-    "text_normalises_to_nothing": f"transcript empty after the {NORMALIZER} normaliser",
+    "text_normalises_to_nothing": f"transcript empty after the text normaliser ({NORMALIZER} unless --normalizer)",
     "label_not_in_map": "label missing from the adapter's label map",
     "timing_length_mismatch": "libespeak-ng's resynthesis is not exactly as long as the clip",
     "no_phoneme_timings": "libespeak-ng could not time the utterance, or said a phoneme missing from the inventory",
@@ -86,9 +86,11 @@ def empty(role: str) -> Rule:
     return Rule(f"empty_{role}", (role,), has_no_words)
 
 
-def normalises_to_nothing() -> Rule:
-    """A transcript with no words after the pinned normaliser cannot be a WER or CER reference."""
-    return Rule("text_normalises_to_nothing", ("text",), lambda text: not normalize_english(text))
+def normalises_to_nothing(name: str = NORMALIZER) -> Rule:
+    """A transcript with no words after the normaliser `name` (`leaderboard.normalize.NormalizerName`) cannot be a
+    WER or CER reference."""
+    normalize = normalizer(name)
+    return Rule("text_normalises_to_nothing", ("text",), lambda text: not normalize(text))
 
 
 def text_longer_than(tokens: int, token_ids: Callable[[str], list[int]]) -> Rule:

@@ -23,7 +23,7 @@ from speechpeft.backbones import FrozenBackbone
 from speechpeft.backbones.vocoder import griffin_lim, hifigan, load_hifigan
 from speechpeft.errors import InputError, MissingInputError
 from speechpeft.leaderboard.metrics import load_metric
-from speechpeft.leaderboard.normalize import NORMALIZER
+from speechpeft.leaderboard.normalize import NORMALIZER, warn_vanished
 from speechpeft.tasks.asr import PROMPT_TOKENS, english_prompt
 from speechpeft.tasks.base import TASKS, Predictions, TaskEntry, decode_audio, seeded, timed
 from speechpeft.tasks.rows import LeftOut, Rule, audio_longer_than, normalises_to_nothing, sift, text_longer_than
@@ -117,6 +117,7 @@ class SpeechSynthesis:
     """The TTS task on a SpeechT5 backbone; its scoring is shared by every TTS family (`tts_fastspeech2`)."""
 
     name, kind, roles, context = "tts", "tts", ("audio", "text"), ()
+    normalizer: str = NORMALIZER  # the text normaliser the listener's CER is computed after (`leaderboard.normalize`)
     capped_meaning = f"never stopped: cut at their cap of {MAX_LENGTH_RATIO} mel frames per input token"
 
     def __init__(self, backbone: FrozenBackbone, listener: str | None = None) -> None:
@@ -141,7 +142,7 @@ class SpeechSynthesis:
         config = self.backbone.model.config
         longest = config.max_text_positions - 2  # room for the end token
         text_too_long = text_longer_than(longest, lambda text: self.tokenizer(text).input_ids)
-        return sift(rows, [normalises_to_nothing(), text_too_long, self._reference_too_long()])
+        return sift(rows, [normalises_to_nothing(self.normalizer), text_too_long, self._reference_too_long()])
 
     def _reference_too_long(self) -> Rule:
         """The decoder reads every `reduction`-th mel frame (1 frame + 1 per hop of samples); past its
@@ -238,7 +239,10 @@ class SpeechSynthesis:
             for t, a, m, q, c in scored
         ]  # fmt: skip
         if heard is not None:
-            metrics["cer"] = load_metric("cer").compute(predictions=heard, references=texts)["cer"]
+            cer = load_metric("cer").compute(predictions=heard, references=texts, normalize=self.normalizer)
+            metrics["cer"] = cer["cer"]
+            if vanished := warn_vanished(texts + heard, self.normalizer):
+                metrics["vanished_letters"] = vanished
             for item, hypothesis in zip(items, heard, strict=True):
                 item["heard"] = hypothesis
         return metrics, items
@@ -246,7 +250,8 @@ class SpeechSynthesis:
     def provenance(self) -> dict[str, str | None]:
         """What produced the CER column (`Listener.provenance`) and the speech (`vocoder`: "griffin-lim", or the
         HiFi-GAN's directory), for a result to record next to its metrics."""
-        return {**self.listener.provenance(), "vocoder": str(self.vocoder_dir) if self.vocoder_dir else "griffin-lim"}
+        vocoder = str(self.vocoder_dir) if self.vocoder_dir else "griffin-lim"
+        return {**self.listener.provenance(), "normalizer": self.normalizer, "vocoder": vocoder}
 
 
 def build(backbone: FrozenBackbone, labels: list[str] | None = None) -> SpeechSynthesis:

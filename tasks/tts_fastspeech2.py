@@ -67,7 +67,7 @@ class FastSpeech2Synthesis(SpeechSynthesis):
 
     def usable(self, rows: datasets.Dataset) -> tuple[datasets.Dataset, LeftOut]:
         """Rows with a CER reference: speech is synthesised from the text alone, so any row can be scored."""
-        return sift(rows, [normalises_to_nothing()])
+        return sift(rows, [normalises_to_nothing(self.normalizer)])
 
     def trainable(self, rows: datasets.Dataset) -> tuple[datasets.Dataset, LeftOut]:
         """The usable rows libespeak-ng re-times exactly (their labels kept for `collate`); the others are left

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import datasets
+import jiwer
 import pytest
 import torch
 
@@ -147,3 +148,24 @@ def test_a_recorded_dataset_that_is_here_or_may_be_on_the_hub_is_kept(dataset, t
     (tmp_path / "corpus").mkdir()
     monkeypatch.chdir(tmp_path)
     assert recorded_dataset(adapter) == dataset
+
+
+@pytest.mark.parametrize("name", ["whisper-basic", "whisper-english"])
+def test_eval_scores_after_the_normalizer_asked_for(name, tiny_adapter, tmp_path):
+    """`speechpeft eval --normalizer`: the summary's WER is jiwer's over both sides through transformers' own Whisper
+    normaliser, computed here apart from speechpeft's code, and the summary names it."""
+    from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
+
+    clips = [("It's twenty five percent off!", "espeak-en-us"), ("Turn on the kitchen lights.", "espeak-en-gb")]
+    datasets.DatasetDict({"test": speech_rows(clips, tmp_path / "clips")}).save_to_disk(str(tmp_path / "data"))
+    out = tmp_path / "eval"
+    assert main(["eval", "--adapter", str(tiny_adapter), "--dataset", str(tmp_path / "data"), "--split", "test",
+                 "--out", str(out), "--normalizer", name]) == 0  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    items = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    normalize = BasicTextNormalizer() if name == "whisper-basic" else EnglishTextNormalizer({})
+    references = [normalize(i["reference"]).strip() for i in items]
+    hypotheses = [normalize(i["hypothesis"]).strip() for i in items]
+    assert summary["normalizer"] == name and len(items) == 2
+    assert summary["metrics"]["wer"] == pytest.approx(jiwer.wer(references, hypotheses))
+    assert [i["reference_words"] for i in items] == [len(r.split()) for r in references]

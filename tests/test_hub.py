@@ -29,7 +29,7 @@ from speechpeft.backbones.builtin import resolve_source
 from speechpeft.backbones.fingerprint import BackboneWeightsWarning
 from speechpeft.cli import main
 from speechpeft.errors import InputError
-from speechpeft.hub import publish_adapter
+from speechpeft.hub import publish_adapter, published_record
 from speechpeft.hub_pull import pull_adapter
 from tests.audio import speech_rows, spoken
 from tests.hub_server import LocalHub
@@ -306,3 +306,17 @@ def test_nothing_to_publish_and_partial_evaluations_are_said(store, tmp_path, on
         card = ModelCard(hub.files("local-user/partial")["README.md"].decode())
     assert "test (first 1 only)" in card.text
     assert {r.dataset_args["utterances"] for r in card.data.eval_results} == {1}
+
+
+def test_the_published_record_names_local_paths_as_typed_not_as_this_machine_resolved_them():
+    local = resolve_source(WHISPER)  # an absolute directory here, as `speechpeft train` records a local backbone
+    record = {"backbone": local, "backbone_resolved_as": "directory", "backbone_as_given": "runs/tiny/model",
+              "backbone_source": local, "task": "asr", "options": {"dataset": "data/corpus"},
+              "data": {"dataset": "/home/someone/data/corpus", "dataset_resolved_as": "directory",
+                       "dataset_as_given": "data/corpus", "split": "adapt"}}  # fmt: skip
+    published = published_record(record)
+    assert published["backbone"] == "runs/tiny/model" and "backbone_source" not in published
+    assert published["data"] == {**record["data"], "dataset": "data/corpus"}
+    assert published["backbone_architecture"]["model_type"] == "whisper"  # read from the local directory
+    hub_id = {**record, "backbone": "openai/whisper-tiny.en", "backbone_resolved_as": "hub"}
+    assert published_record(hub_id)["backbone"] == "openai/whisper-tiny.en"

@@ -2,6 +2,7 @@
 adapter directory holds only trainable weights plus its record, and it reloads to the same outputs."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -95,6 +96,26 @@ def test_eval_command_prints_metrics_and_writes_records(corpus, tiny_backbone_di
     assert {"reference", "label", "correct", "confidence"} <= set(records[0])
     assert main(["eval", "--adapter", "keyword/lora", "--store", store, "--split", "validation"]) == 2
     assert "split 'validation' not in the dataset; its splits: pretrain, adapt, test" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_record_of_relative_paths_is_evaluated_from_any_directory(corpus, tiny_backbone_dirs, tmp_path, monkeypatch):
+    """Trained with a backbone and dataset named by paths relative to where it ran, the adapter records their
+    absolute paths (and what was typed), so `speechpeft eval --adapter NAME` works from another directory."""
+    store, elsewhere = ["--store", str(tmp_path / "store")], tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(tmp_path)
+    backbone, dataset = os.path.relpath(tiny_backbone_dirs["whisper"]), os.path.relpath(corpus)
+    flags = ["--steps", "2", "--eval-every", "2", "--batch-size", "4", "--quiet"]
+    assert main(["train", "--task", "keyword", "--name", "keyword/lora", *store, "--backbone", backbone,
+                 "--dataset", dataset, *flags]) == 0  # fmt: skip
+    record = read_record(tmp_path / "store" / "keyword" / "lora")
+    absolute = str(tiny_backbone_dirs["whisper"].resolve())
+    assert (record["backbone"], record["backbone_as_given"]) == (absolute, backbone)
+    assert record["backbone_resolved_as"] == record["data"]["dataset_resolved_as"] == "directory"
+    assert (record["data"]["dataset"], record["data"]["dataset_as_given"]) == (str(corpus.resolve()), dataset)
+    monkeypatch.chdir(elsewhere)  # neither relative path means anything here
+    assert main(["eval", "--adapter", "keyword/lora", *store, "--split", "test", "--max-utterances", "3"]) == 0
 
 
 def test_eval_of_a_directory_that_is_not_an_adapter_fails_clearly(tmp_path, capsys):

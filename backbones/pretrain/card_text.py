@@ -7,7 +7,13 @@ import json
 from pathlib import Path
 
 from speechpeft.backbones.inspect import count_safetensors_parameters
-from speechpeft.backbones.pretrain.options import WhisperPretrainOptions
+from speechpeft.backbones.pretrain.options import (
+    FastSpeech2PretrainOptions,
+    HifiGanPretrainOptions,
+    PretrainOptions,
+    SpeechT5PretrainOptions,
+    WhisperPretrainOptions,
+)
 from speechpeft.options import flag
 
 
@@ -136,15 +142,9 @@ def _curriculum(options: dict) -> str:
 
 
 def _reproduce_whisper(training: dict, facts: dict) -> list[str]:
-    defaults = {f.name: f.default for f in dataclasses.fields(WhisperPretrainOptions)}
     stages = _stage_chain(training)
     commands = [_synth_command(s["corpus"]["options"], s["options"]["corpus"]) for s in stages if "corpus" in s]
-    for stage in stages:
-        options = stage["options"]
-        flags = [f"{flag(k)} {v}" for k, v in options.items()
-                 if k not in ("corpus", "out", "threads", "precision") and v != defaults.get(k)]  # fmt: skip
-        commands.append(f"speechpeft backbones pretrain tiny-whisper --corpus {options['corpus']} "
-                        f"--out {options['out']} {' '.join(flags)}".rstrip())  # fmt: skip
+    commands += [_pretrain_command("tiny-whisper", WhisperPretrainOptions, s["options"]) for s in stages]
     run = stages[-1]["options"]["out"]
     ship = f"speechpeft backbones ship tiny-whisper --run {run} --corpus {facts['corpus_path']}"
     return [*dict.fromkeys(commands), ship]
@@ -166,10 +166,10 @@ def speecht5_card(directory: Path, facts: dict) -> str:
         f"{training['steps']} steps of batch {options['batch_size']} in {training['train_hours']} h on "
         f"{facts['machine']}; AdamW, peak learning rate {options['lr']}, SpeechT5's L1 + stop-token + guided "
         f"attention loss, precision {options['precision']}. Best step by held-out mel L1: {training['best']['step']}.",
-        "", "Reproduce:", "", "```bash", _synth_command(corpus["options"]),
-        "speechpeft backbones pretrain tiny-speecht5 --corpus data/pretrain-corpus --out runs/tiny-speecht5 "
-        f"--steps {options['steps']} --voice {options['voice']} --seed {options['seed']}",
-        "speechpeft backbones ship tiny-speecht5 --run runs/tiny-speecht5 --corpus data/pretrain-corpus", "```", "",
+        "", "Reproduce:", "", "```bash", _synth_command(corpus["options"], options["corpus"]),
+        _pretrain_command("tiny-speecht5", SpeechT5PretrainOptions, options, TTS_FLAGS),
+        f"speechpeft backbones ship tiny-speecht5 --run {options['out']} --corpus {measured['corpus_path']}", "```",
+        "",
         *_tts_results(measured, "tiny-speecht5 + Griffin-Lim"),
     ]  # fmt: skip
     return "\n".join(lines) + "\n"
@@ -198,10 +198,8 @@ def fastspeech2_card(directory: Path, facts: dict) -> str:
         f"{options['precision']}. Best step by held-out mel L1: {training['best']['step']}.",
         *_vocoder_training(vocoder),
         "", "Reproduce:", "", "```bash", _synth_command(corpus["options"], options["corpus"]),
-        f"speechpeft backbones pretrain tiny-fastspeech2 --corpus {options['corpus']} --out {options['out']} "
-        f"--steps {options['steps']} --voice {options['voice']} --seed {options['seed']}",
-        *([f"speechpeft backbones pretrain tiny-hifigan --corpus {options['corpus']} --out "
-           f"{vocoder['options']['out']} --steps {vocoder['options']['steps']} --voice {options['voice']}"]
+        _pretrain_command("tiny-fastspeech2", FastSpeech2PretrainOptions, options, TTS_FLAGS),
+        *([_pretrain_command("tiny-hifigan", HifiGanPretrainOptions, vocoder["options"], TTS_FLAGS[:2])]
           if vocoder else []),
         measured["command"], "```", "",
         *_tts_results(measured, f"tiny-fastspeech2 + {'HiFi-GAN' if vocoder else 'Griffin-Lim'}"),
@@ -250,6 +248,22 @@ def _tts_row(label: str, cer: float, mos: dict) -> str:
 
 def _hours(corpus: dict, split: str) -> float:
     return corpus["splits"][split]["hours"]
+
+
+TTS_FLAGS = ("steps", "voice", "seed")  # printed even at their defaults: what a TTS card's reader looks for
+MACHINE_OPTIONS = ("threads", "precision")  # the machine's, not the recipe's (precision auto: bf16 where native)
+
+
+def _pretrain_command(backbone: str, options_class: type[PretrainOptions], options: dict,
+                      always: tuple[str, ...] = ()) -> str:  # fmt: skip
+    """The `speechpeft backbones pretrain` command of a run's recorded options: --corpus and --out, the `always`
+    flags, then every other option that differs from its default, so that the command trains the same run."""
+    defaults = {f.name: f.default for f in dataclasses.fields(options_class)  # MISSING: required or the machine's
+                if f.default is not dataclasses.MISSING and f.name not in MACHINE_OPTIONS}  # fmt: skip
+    shown = [*always, *(k for k in options if k not in always and options[k] != defaults.get(k))]
+    flags = [f"{flag(k)} {options[k]}" for k in shown if k in defaults and k in options]
+    return " ".join([f"speechpeft backbones pretrain {backbone} --corpus {options['corpus']} --out {options['out']}",
+                     *flags])  # fmt: skip
 
 
 def _synth_command(options: dict, out: str = "data/pretrain-corpus") -> str:

@@ -6,8 +6,10 @@ A recipe supplies its modules, a loss function of the step, a learning-rate sche
 
 from __future__ import annotations
 
+import json
 import math
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,16 +45,25 @@ class Recipe:
 def resumable(checkpoint: Path) -> bool:
     """A full checkpoint to resume from (one a crash mid-swap set aside is put back first).
 
-    Raises OutputExistsError (a FileExistsError) for a finished run committed without its optimizer state.
+    The record of a finished run without its weights (`state.json` and the curves, as the repository keeps them, and
+    no exported `model/` beside them: a fresh clone) is not one: the run starts over, saying so, and replaces the
+    record as it goes. Raises OutputExistsError (a FileExistsError) when that record has its exported model here: a
+    finished run to keep, not to overwrite.
     """
     recover_directory(checkpoint)
     if (checkpoint / STATE_FILE).exists():
         return True
     if (checkpoint / META_FILE).exists():
-        raise OutputExistsError(
-            f"{checkpoint.parent} holds a finished run whose weights and optimizer state were not kept (only "
-            f"{META_FILE}): pretrain into a new --out directory, or delete {checkpoint.parent} to start it over"
-        )
+        if (checkpoint.parent / "model").exists():
+            raise OutputExistsError(
+                f"{checkpoint.parent} holds a finished run and its model, but not its weights and optimizer state "
+                f"(only {META_FILE}): pretrain into a new --out directory, or delete {checkpoint.parent} to start "
+                "it over"
+            )
+        finished = json.loads((checkpoint / META_FILE).read_text()).get("step")
+        tqdm.write(f"{checkpoint.parent} holds the record of a run finished at step {finished}, without its "
+                   "weights or model (as the repository keeps it): training it again from step 0, replacing that "
+                   "record", file=sys.stderr)  # fmt: skip
     return False
 
 
@@ -67,6 +78,8 @@ def train(recipe: Recipe, out: Path, steps: int, eval_every: int, bf16: bool) ->
     checkpoint, curves = out / "checkpoint", CurveLog(out)
     meta = load_state(checkpoint, recipe.modules, optimizer) if resumable(checkpoint) else {"step": 0}
     step, best = meta["step"], meta.get("best")
+    if step == 0:  # curves of an earlier attempt (one stopped before its first checkpoint, or a record) go
+        curves.path.unlink(missing_ok=True)
     saved = {"step": step, "at": time.monotonic()}
 
     def save() -> None:

@@ -2,6 +2,7 @@
 exports a checkpoint `load_frozen` accepts, and resumes exactly where it stopped."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -79,6 +80,14 @@ def test_pretrain_trains_exports_resumes_and_ships(corpus, tmp_path, monkeypatch
     assert "**Stage 1**, from scratch: 6 steps" in card and "**Stage 2**, continuing the stage before: 2 steps" in card
     assert f"--init-from {tmp_path / 'run' / 'model'} --freq-masks 2 --time-masks 2 --label-smoothing 0.1" in card
 
+    # a fresh clone: the run's record is committed (state.json, curves.jsonl), its weights and model are not; the
+    # card's command trains it again (here for 2 steps) instead of refusing, and its curves start over
+    (tmp_path / "run" / "checkpoint" / "state.safetensors").unlink()
+    shutil.rmtree(tmp_path / "run" / "model")
+    recipe.pretrain_whisper(recipe.WhisperPretrainOptions(**{**options.__dict__, "steps": 2}))
+    logged = [json.loads(line)["step"] for line in (tmp_path / "run" / "curves.jsonl").read_text().splitlines()]
+    assert max(logged) == 2 and (tmp_path / "run" / "model" / "config.json").exists()
+
 
 def test_whisper_generate_decodes_like_plain_greedy_search():
     """Whisper's generate takes ids above <|notimestamps|> for timestamps: the specials must come last."""
@@ -143,15 +152,27 @@ def test_training_state_round_trips_without_pickle(tmp_path):
     assert restored_optimizer.param_groups[0]["lr"] == 0.1
 
 
-def test_a_finished_run_without_its_optimizer_state_is_not_silently_restarted(tmp_path):
+def test_a_finished_run_with_its_model_but_not_its_optimizer_state_is_not_restarted(tmp_path):
     from speechpeft.backbones.pretrain.loop import resumable
 
     checkpoint = tmp_path / "run" / "checkpoint"
     assert not resumable(checkpoint)  # a new run starts at step 0
     checkpoint.mkdir(parents=True)
     (checkpoint / "state.json").write_text('{"step": 8000}')
+    (tmp_path / "run" / "model").mkdir()
     with pytest.raises(FileExistsError, match="pretrain into a new --out directory"):
         resumable(checkpoint)
+
+
+def test_a_committed_run_record_without_weights_or_model_is_trained_again(tmp_path, capsys):
+    """A fresh clone holds runs/NAME/checkpoint/state.json and curves.jsonl only: the command in the card reruns."""
+    from speechpeft.backbones.pretrain.loop import resumable
+
+    run = tmp_path / "run"
+    (run / "checkpoint").mkdir(parents=True)
+    (run / "checkpoint" / "state.json").write_text('{"step": 8000}')
+    assert not resumable(run / "checkpoint")
+    assert "finished at step 8000, without its weights or model" in capsys.readouterr().err
 
 
 def test_a_checkpoint_swap_cut_between_its_renames_resumes_from_its_step(tmp_path):

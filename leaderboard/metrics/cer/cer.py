@@ -1,4 +1,5 @@
-"""Character error rate after speechpeft's pinned English normaliser (an `evaluate` module)."""
+"""Character error rate after a text normaliser (an `evaluate` module): speechpeft's pinned English one, another by
+name (`normalize="whisper-basic"`, `leaderboard.normalize.NormalizerName`) or none (`normalize=False`)."""
 
 import evaluate
 import jiwer
@@ -12,6 +13,6 @@ class CharacterErrorRate(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
         return metric_info(__doc__, "predictions: transcripts; references: reference transcripts", STRING_PAIRS)
 
-    def _compute(self, predictions, references, normalize: bool = True) -> dict:
+    def _compute(self, predictions, references, normalize: bool | str = True) -> dict:
         predictions, references, normalizer = normalized(predictions, references, normalize)
         return {"cer": jiwer.cer(references, predictions), "normalizer": normalizer}

@@ -1,4 +1,6 @@
-"""Word error rate after speechpeft's pinned English normaliser (an `evaluate` module loaded by local path)."""
+"""Word error rate after a text normaliser (an `evaluate` module loaded by local path): speechpeft's pinned English
+one, another by name (`normalize="whisper-basic"`, `leaderboard.normalize.NormalizerName`) or none
+(`normalize=False`)."""
 
 import evaluate
 import jiwer
@@ -12,7 +14,7 @@ class WordErrorRate(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
         return metric_info(__doc__, "predictions: transcripts; references: reference transcripts", STRING_PAIRS)
 
-    def _compute(self, predictions, references, normalize: bool = True) -> dict:
+    def _compute(self, predictions, references, normalize: bool | str = True) -> dict:
         predictions, references, normalizer = normalized(predictions, references, normalize)
         counts = jiwer.process_words(references, predictions)
         return {
