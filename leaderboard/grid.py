@@ -23,7 +23,8 @@ from speechpeft.errors import InputError
 SETTING_KEYS = frozenset(
     {"method", "steps", "batch_size", "lr", "rank", "prefix_length", "prefix_encoder", "bottleneck_style",
      "reduction_factor", "eval_every", "patience", "window_seconds", "precision", "max_utterances",
-     "validation_fraction", "gradient_checkpointing", "split", "validation_split", "classifier"}
+     "validation_fraction", "gradient_checkpointing", "split", "validation_split", "classifier", "lora_alpha",
+     "lora_dropout", "target_modules", "modules_to_save"}
 )  # fmt: skip
 
 

@@ -178,8 +178,12 @@ def test_data_synth_writes_a_loadable_dataset(tmp_path):
     corpus = datasets.load_from_disk(str(out))
     assert sum(len(split) for split in corpus.values()) == 8
     assert set(corpus["adapt"]["voice_group"]) == {"adapt"}
-    again = run("data", "synth", "--utterances", "8", "--voices", "adapt", "--out", str(out))
-    assert again.returncode == 2 and "already holds a dataset: pass --overwrite" in again.stderr
+    stamp = (out / "dataset_dict.json").stat().st_mtime_ns
+    same = run("data", "synth", "--utterances", "8", "--voices", "adapt", "--out", str(out), "--quiet")
+    assert same.returncode == 0 and "already holds this corpus" in same.stderr  # two cards' shared first step
+    assert (out / "dataset_dict.json").stat().st_mtime_ns == stamp  # kept, not built again
+    other = run("data", "synth", "--utterances", "9", "--voices", "adapt", "--out", str(out))
+    assert other.returncode == 2 and "built with other options (see its synth.json): pass --overwrite" in other.stderr
 
 
 def _raising(error: Exception):

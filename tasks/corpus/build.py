@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -39,7 +40,12 @@ FEATURES = datasets.Features(
 
 
 def build_corpus(options: SynthOptions, progress: bool = True) -> datasets.DatasetDict:
-    """Synthesise the corpus into `options.out`, resuming a matching partial build found there."""
+    """Synthesise the corpus into `options.out`, resuming a matching partial build found there; a finished one built
+    with the same options (its synth.json says) is loaded as it is, saying so."""
+    if not options.overwrite and _built_alike(options):
+        print(f"{options.out} already holds this corpus (its synth.json records the same options): kept as it is",
+              file=sys.stderr)  # fmt: skip
+        return datasets.load_from_disk(str(options.out))
     started = time.monotonic()
     work = _prepare_output(options)
     utterances = _load_or_make_plan(options, work)
@@ -57,6 +63,14 @@ def build_corpus(options: SynthOptions, progress: bool = True) -> datasets.Datas
     return corpus
 
 
+def _built_alike(options: SynthOptions) -> bool:
+    """Whether `options.out` holds a finished corpus whose synth.json records these options."""
+    facts = options.out / "synth.json"
+    if not (options.out / "dataset_dict.json").exists() or not facts.exists():
+        return False
+    return json.loads(facts.read_text()).get("options") == json.loads(json.dumps(options.plan_key()))
+
+
 def _prepare_output(options: SynthOptions) -> Path:
     missing = missing_programs(options.selected_voices())
     if missing:
@@ -70,7 +84,8 @@ def _prepare_output(options: SynthOptions) -> Path:
         shutil.rmtree(out)
     elif finished:
         raise OutputExistsError(
-            f"{out} already holds a dataset: pass --overwrite to replace it, or choose another --out"
+            f"{out} already holds a dataset built with other options (see its synth.json): pass --overwrite to "
+            "replace it, or choose another --out"
         )
     work.mkdir(parents=True, exist_ok=True)
     return work

@@ -9,6 +9,7 @@ import pytest
 from speechpeft.errors import InputError
 from speechpeft.leaderboard.grid import Corpus, load_grid, preset_path
 from speechpeft.leaderboard.results import rows
+from speechpeft.train_options import TrainOptions
 
 VARIANTS = ["frozen", "full", "lora", "adalora", "prefix", "pfeiffer", "houlsby"]
 
@@ -48,6 +49,15 @@ lr = 1e-5
 [methods.full]
 lr = 1e-4
 """
+
+
+def test_a_method_variant_sets_the_peft_knobs_as_train_does(tmp_path):
+    knobs = '[methods.lora_wide]\nmethod = "lora"\nrank = 16\nlora_alpha = 32\ntarget_modules = ["all-linear"]\n'
+    cell = next(c for c in load_grid(_write(tmp_path, BASE + knobs)).cells() if c.variant == "lora_wide")
+    options = TrainOptions(
+        task="asr", out=tmp_path / "a", dataset="d", backbone="b", **cell.settings
+    ).adapter_options()
+    assert (options.rank, options.alpha, options.target_modules) == (16, 32, ("all-linear",))
 
 
 def test_settings_layer_task_then_method_then_the_tasks_override(tmp_path):
