@@ -234,6 +234,10 @@ def _add_ship(sub: argparse._SubParsersAction) -> None:
         type=Path,
         help="tiny-fastspeech2: a `pretrain tiny-hifigan` run to ship as its vocoder (else Griffin-Lim)",
     )
+    ship.add_argument(
+        "--weights-dir", type=Path, default=None,
+        help="where to ship it (default: the package's backbones/weights, where the built-in names resolve)",
+    )  # fmt: skip
     ship.set_defaults(command="backbones_ship")
     remeasure = sub.add_parser(
         "remeasure", help="measure a shipped built-in backbone again and rewrite its card (no run directory needed)"

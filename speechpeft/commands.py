@@ -180,14 +180,18 @@ def adapters_rm(args: argparse.Namespace) -> None:
 
 
 def backbones_ship(args: argparse.Namespace) -> None:
+    from speechpeft.backbones.builtin import WEIGHTS_DIR
+
+    weights = args.weights_dir or WEIGHTS_DIR
     if args.backbone == "tiny-whisper":
         from speechpeft.backbones.pretrain.card import ship_whisper
 
-        target = ship_whisper(args.run, args.corpus)
+        target = ship_whisper(args.run, args.corpus, weights_dir=weights)
     else:
         from speechpeft.backbones.pretrain.card_tts import ship_tts
 
-        target = ship_tts(args.run, args.corpus, args.asr, name=args.backbone, vocoder_run=args.vocoder_run)
+        target = ship_tts(args.run, args.corpus, args.asr, weights_dir=weights, name=args.backbone,
+                          vocoder_run=args.vocoder_run)  # fmt: skip
     print(f"shipped {target}; card: {target / 'README.md'}")
 
 
