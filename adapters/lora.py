@@ -46,12 +46,28 @@ def saved_modules(backbone: FrozenBackbone, options: AdapterOptions) -> list[str
 def targets(backbone: FrozenBackbone, options: AdapterOptions, method: str) -> list[str] | str:
     """`options.target_modules` (checked against the backbone: see `check_targets`), else the spec's targets for
     `method` (attention q/v for most families)."""
-    if options.target_modules is None:
-        return list(backbone.spec.target_modules[method])
     if options.target_modules == (ALL_LINEAR,):
-        return ALL_LINEAR
-    check_targets(backbone, options.target_modules, saved_modules(backbone, options) or [])
-    return list(options.target_modules)
+        return ALL_LINEAR  # every linear layer not trained in full (PEFT leaves out `modules_to_save`)
+    if options.target_modules is None:
+        chosen = list(backbone.spec.target_modules[method])
+    else:
+        check_targets(backbone, options.target_modules, saved_modules(backbone, options) or [])
+        chosen = list(options.target_modules)
+    check_not_saved(backbone, chosen, options.modules_to_save or ())
+    return chosen
+
+
+def check_not_saved(backbone: FrozenBackbone, chosen: list[str], saved: tuple[str, ...]) -> None:
+    """Raise InputError when a `--modules-to-save` name takes in a module LoRA would adapt: PEFT would train that
+    module in full instead, silently (it saves every module whose path, or an ancestor's, ends with the name)."""
+    for key, _ in backbone.model.named_modules():
+        target = next((t for t in chosen if _names(key, t)), None)
+        ancestors = [key[:i] for i, c in enumerate(key) if c == "."] + [key]
+        taken = next((m for m in saved if any(a.endswith(m) for a in ancestors)), None)
+        if target and taken:
+            raise InputError(f"--modules-to-save {taken} takes in {key}, which LoRA adapts (target {target}): a "
+                             "module is adapted or trained in full, not both; drop it from --modules-to-save or "
+                             "give --target-modules without it")  # fmt: skip
 
 
 def check_targets(backbone: FrozenBackbone, wanted: tuple[str, ...], saved: list[str]) -> None:

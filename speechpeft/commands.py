@@ -143,8 +143,10 @@ def eval_adapter(args: argparse.Namespace) -> None:
     from speechpeft.evaluation import evaluate_adapter, shown
 
     summary = evaluate_adapter(args.options)
-    print(f"{summary['task']} / {summary['method']} on {summary['dataset']} [{summary['split']}], "
-          f"{summary['utterances']} utterances:")  # fmt: skip
+    config = f" ({summary['config']})" if summary.get("config") else ""
+    normalizer = f", after the {summary['normalizer']} normaliser" if summary.get("normalizer") else ""
+    print(f"{summary['task']} / {summary['method']} on {summary['dataset']}{config} [{summary['split']}], "
+          f"{summary['utterances']} utterances{normalizer}:")  # fmt: skip
     for name, value in summary["metrics"].items():
         print(f"  {name:<18} {shown(value)}")
     print(f"per-utterance outputs: {summary['predictions']}\nsummary: {summary['summary']}")

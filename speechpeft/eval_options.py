@@ -36,10 +36,16 @@ class EvalOptions:
     window_seconds: float | None = field(
         default=None, metadata=_help("Whisper: encoder window for clips that fit it (default: as trained)")
     )
-    normalizer: NormalizerName = field(
-        default=NORMALIZER,
-        metadata=_help("text normaliser before WER/CER: speechpeft-en-3 (the leaderboard's), whisper-english or "
-                       "whisper-basic (Whisper's own, from transformers)"),
+    normalizer: NormalizerName | None = field(
+        default=None,
+        metadata=_help(f"text normaliser before WER/CER: {NORMALIZER} (the leaderboard's), whisper-english or "
+                       f"whisper-basic (Whisper's own, from transformers); default: the one the adapter validated "
+                       f"with ({NORMALIZER} for adapters trained before --normalizer)"),
+    )  # fmt: skip
+    backbone: str | None = field(
+        default=None,
+        metadata=_help("the backbone to load the adapter on (default: the one it trained on); for a backbone "
+                       "directory that moved: the same weights elsewhere"),
     )  # fmt: skip
 
     def __post_init__(self) -> None:

@@ -7,6 +7,7 @@ JSONL and the metrics as a summary JSON.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import datasets
@@ -14,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from speechpeft.errors import InputError
+from speechpeft.leaderboard.normalize import NORMALIZER
 from speechpeft.tasks.base import Predictions, Task, seeded
 
 EVAL_SEED = 0
@@ -63,10 +65,15 @@ def write_outputs(directory: Path, summary: dict, items: list[dict]) -> tuple[Pa
 
 
 def load_trained(
-    directory: Path, precision: str | None = None, device: str | None = None, window_seconds: float | None = None
+    directory: Path,
+    precision: str | None = None,
+    device: str | None = None,
+    window_seconds: float | None = None,
+    backbone: str | None = None,
 ) -> tuple[Task, torch.nn.Module, dict]:
-    """(task, model, record) for an adapter directory: its backbone loaded frozen (at `precision` and Whisper
-    encoder window `window_seconds`, by default those it trained at), the adapter on top, eval mode.
+    """(task, model, record) for an adapter directory: its backbone (`backbone`, else the one its record names)
+    loaded frozen (at `precision` and Whisper encoder window `window_seconds`, by default those it trained at), the
+    adapter on top, eval mode. A recorded backbone directory that is not here raises InputError naming --backbone.
 
     Raises CorruptAdapterError (an InputError) for files that do not hold together, checked before the backbone
     loads (a record naming no backbone, task or method; a weights file unreadable, beside pickled files, or unlike
@@ -86,11 +93,21 @@ def load_trained(
     window = window_seconds or record.get("options", {}).get("window_seconds")
     kind = backbone_kind(entry.kind, record.get("options", {}).get("classifier"))
     labels = record.get("labels") if kind == "classify" else None  # a decoder classifier has no head to size
-    backbone = load_frozen(record["backbone"], kind, precision or record.get("precision", "auto"), device=device,
-                           labels=labels, window_seconds=window)  # fmt: skip
-    warn_other_weights(record, backbone.source, directory)
-    model = method.load(backbone, Path(directory))
-    return entry.build(backbone, record.get("labels")), model, record
+    frozen = load_frozen(backbone or _recorded_backbone(record, directory), kind,
+                         precision or record.get("precision", "auto"), device=device, labels=labels,
+                         window_seconds=window)  # fmt: skip
+    warn_other_weights(record, frozen.source, directory)
+    model = method.load(frozen, Path(directory))
+    return entry.build(frozen, record.get("labels")), model, record
+
+
+def _recorded_backbone(record: dict, directory: Path) -> str:
+    """The backbone the record names; InputError naming --backbone when it was a local directory that is gone."""
+    recorded = record["backbone"]
+    if record.get("backbone_resolved_as") == "directory" and not Path(recorded).is_dir():
+        raise InputError(f"adapter {directory} trained on the backbone directory {recorded}, which is not here "
+                         "(moved or deleted): pass --backbone DIR_OR_HUB_ID with the same weights")  # fmt: skip
+    return recorded
 
 
 def evaluate_adapter(options) -> dict:
@@ -100,13 +117,11 @@ def evaluate_adapter(options) -> dict:
     from speechpeft.tasks import data
 
     adapter = resolve_adapter(options.adapter, options.store)
-    source, config = options.dataset, options.dataset_config
-    if source is None:  # the training dataset, in its config: checked before the model loads (seconds)
-        source, config = recorded_dataset(adapter), config or recorded_config(adapter)
-    task, model, record = load_trained(adapter, options.precision, window_seconds=options.window_seconds)
-    use_normalizer(task, options.normalizer)
-    cap = options.max_utterances if options.streaming else None
-    split = data.load_split(source, options.split, config, options.streaming, cap)
+    source, config, streaming, cap = _scoring_source(adapter, options)  # checked before the model loads (seconds)
+    task, model, record = load_trained(adapter, options.precision, window_seconds=options.window_seconds,
+                                       backbone=options.backbone)  # fmt: skip
+    use_normalizer(task, options.normalizer or record.get("options", {}).get("normalizer") or NORMALIZER)
+    split = data.load_split(source, options.split, config, streaming, cap)
     rows, left_out = data.task_rows(split, task.roles, getattr(task, "context", ()))
     if options.max_utterances is not None:
         rows = rows.select(range(min(options.max_utterances, len(rows))))
@@ -116,13 +131,30 @@ def evaluate_adapter(options) -> dict:
     metrics, items = evaluate_task(task, model, rows, options.batch_size, progress=True)
     summary = {"adapter": str(adapter), "task": record["task"], "method": record["method"],
                "backbone": record["backbone"], "dataset": source, "config": config, "split": options.split,
-               "streamed_max_rows": cap, "rows_read": len(split),
+               "streamed_max_rows": cap if streaming else None, "rows_read": len(split),
                "left_out": left_out, "max_utterances": options.max_utterances, "utterances": len(rows),
                "window_seconds": task.backbone.window_seconds, "metrics": metrics,
                "normalizer": _normalizer(task), **getattr(task, "provenance", dict)()}  # fmt: skip
     out = options.out or adapter / "eval" / options.split
     records, summary_path = write_outputs(out, summary, items)
     return {**summary, "predictions": str(records), "summary": str(summary_path)}
+
+
+def _scoring_source(adapter: Path, options) -> tuple[str, str | None, bool, int | None]:
+    """(dataset, config, streaming, row cap) to score on: the flags', else the training dataset's, in its config,
+    streamed (and capped) as it was when it trained streamed, said on stderr."""
+    if options.dataset is not None:
+        return options.dataset, options.dataset_config, options.streaming, options.max_utterances
+    source, config = recorded_dataset(adapter), options.dataset_config or recorded_config(adapter)
+    from speechpeft.adapter_dir import read_record
+
+    streamed = (read_record(adapter).get("data") or {}).get("streamed_max_rows")
+    if streamed and not options.streaming:
+        cap = options.max_utterances or streamed
+        print(f"the adapter trained on rows streamed from {source}: streaming split {options.split!r} too, its first "
+              f"{cap} rows (--max-utterances N to change, --dataset to score elsewhere)", file=sys.stderr)  # fmt: skip
+        return source, config, True, cap
+    return source, config, options.streaming, options.max_utterances
 
 
 def recorded_dataset(adapter: Path) -> str:

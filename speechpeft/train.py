@@ -241,7 +241,8 @@ def _record(options: TrainOptions, backbone: FrozenBackbone, labels, trainable: 
     (backbone_ref, backbone_how), (dataset_ref, dataset_how) = reference(options.backbone), reference(options.dataset)
     return {
         "backbone": backbone_ref, "backbone_resolved_as": backbone_how, "backbone_as_given": options.backbone,
-        "backbone_source": backbone.source, "backbone_fingerprint": weights_fingerprint(weights) if weights else None,
+        "backbone_source": reference(backbone.source)[0],
+        "backbone_fingerprint": weights_fingerprint(weights) if weights else None,
         "family": backbone.spec.family, "task": options.task, "task_kind": backbone.task, "method": options.method,
         "labels": labels, "precision": backbone.precision, "trainable_parameters": trainable,
         "data": {"dataset": dataset_ref, "dataset_resolved_as": dataset_how, "dataset_as_given": str(options.dataset),

@@ -96,8 +96,9 @@ def _check_hub_id(source: str | os.PathLike) -> None:
     if path.exists():
         raise MissingInputError(f"dataset {str(source)!r} is not a directory; pass a dataset folder or a Hub id")
     if path.absolute() == DEFAULT_CORPUS.absolute():  # `data/corpus` is also a well-formed Hub id: not looked up
-        raise MissingInputError(f"no corpus at {source}: run `make corpus` to build it, or pass --dataset ID (a Hub "
-                                "dataset) or --dataset DIR")  # fmt: skip
+        raise MissingInputError(f"no corpus at {source}: build it with `make corpus` (in a clone of speechpeft) or "
+                                f"`speechpeft data synth --utterances 2000 --out {source}`, or pass --dataset ID (a "
+                                "Hub dataset) or --dataset DIR")  # fmt: skip
     try:
         validate_repo_id(str(source))
     except HFValidationError:  # more than one `/`, a leading `.`, `/` or `~`: a path, and not here
@@ -124,6 +125,9 @@ def _raise_if_no_such_config(source: str, config: str | None, error: ValueError)
         raise InputError(f"--dataset-config {config}: offline (HF_HUB_OFFLINE=1), {source} is read from the datasets "
                          f"cache: {' '.join(str(error).split())}") from error  # fmt: skip
     configs = datasets.get_dataset_config_names(source)
+    if config is not None and configs == ["default"]:  # a folder or repo that declares no configs
+        raise InputError(f"--dataset-config {config}: {source} declares no configs (its README has no `configs:`): "
+                         "leave it out") from error  # fmt: skip
     if config is None and len(configs) > 1 and datasets.get_dataset_default_config_name(source) is None:
         raise InputError(f"{source} has configs {', '.join(configs)}: pick one with --dataset-config NAME") from error
     if config is not None and config not in configs:

@@ -169,3 +169,26 @@ def test_eval_scores_after_the_normalizer_asked_for(name, tiny_adapter, tmp_path
     assert summary["normalizer"] == name and len(items) == 2
     assert summary["metrics"]["wer"] == pytest.approx(jiwer.wer(references, hypotheses))
     assert [i["reference_words"] for i in items] == [len(r.split()) for r in references]
+
+
+def test_eval_follows_the_record_and_says_how_to_override_it(tiny_adapter, tmp_path, capsys):
+    """Without flags, eval scores as the adapter trained: its normaliser, and its dataset streamed with its cap; a
+    backbone directory that moved is named, with --backbone as the way out."""
+    clips = [("turn on the lights", "espeak-en-us"), ("play some jazz", "espeak-en-gb")]
+    datasets.DatasetDict({"test": speech_rows(clips, tmp_path / "clips")}).save_to_disk(str(tmp_path / "data"))
+    adapter = Path(shutil.copytree(tiny_adapter, tmp_path / "adapter"))
+    record = json.loads((adapter / "speechpeft.json").read_text())
+    record |= {"backbone": str(tmp_path / "moved"), "backbone_resolved_as": "directory",
+               "options": {**record.get("options", {}), "normalizer": "whisper-basic"},
+               "data": {"dataset": str(tmp_path / "data"), "streamed_max_rows": 1}}  # fmt: skip
+    (adapter / "speechpeft.json").write_text(json.dumps(record))
+    assert main(["eval", "--adapter", str(adapter)]) == 2
+    assert f"trained on the backbone directory {tmp_path / 'moved'}, which is not here" in capsys.readouterr().err
+    assert main(["eval", "--adapter", str(adapter), "--backbone", "speechpeft/tiny-whisper"]) == 0
+    output = capsys.readouterr()
+    assert (
+        "streaming split 'test' too, its first 1 rows" in output.err
+        and "after the whisper-basic normaliser" in output.out
+    )
+    summary = json.loads((adapter / "eval" / "test" / "summary.json").read_text())
+    assert (summary["normalizer"], summary["streamed_max_rows"], summary["utterances"]) == ("whisper-basic", 1, 1)

@@ -142,9 +142,17 @@ def test_modules_to_save_the_backbone_lacks_are_refused(tiny_backbone_dirs):
     assert "(its top-level modules: model, proj_out;" in str(refused.value)
 
 
-def test_modules_to_save_that_take_every_target_are_refused(tiny_backbone_dirs):
-    with pytest.raises(InputError, match="leave LoRA nothing to adapt"):
-        attach(tiny_backbone_dirs["whisper"], "--modules-to-save", "q_proj", "v_proj")
+@pytest.mark.parametrize(
+    "argv",
+    [("--modules-to-save", "q_proj"),  # one of the default targets: PEFT would train it whole, silently
+     ("--modules-to-save", "q_proj", "v_proj"),  # every default target
+     ("--target-modules", "fc1", "q_proj", "--modules-to-save", "encoder.layers.0")],  # a layer holding targets
+)  # fmt: skip
+def test_modules_to_save_that_take_in_a_target_are_refused(tiny_backbone_dirs, argv):
+    with pytest.raises(InputError, match=r"which LoRA adapts .*adapted or trained in full, not both"):
+        attach(tiny_backbone_dirs["whisper"], *argv)
+    with pytest.raises(InputError, match="which LoRA adapts"):
+        attach(tiny_backbone_dirs["whisper"], "--method", "adalora", *argv)
 
 
 @pytest.mark.parametrize("method", ["prefix", "bottleneck", "frozen", "full"])

@@ -125,8 +125,11 @@ def test_build_resumes_a_partial_build_and_refuses_other_options(tmp_path):
     second = build_corpus(SynthOptions(**{**options.__dict__, "keep_clips": False}), progress=False)
     assert json.loads((out / "synth.json").read_text())["rendered_now"] == 3
     assert {s: ds["text"] for s, ds in first.items()} == {s: ds["text"] for s, ds in second.items()}
-    with pytest.raises(FileExistsError, match="pass --overwrite"):
-        build_corpus(options, progress=False)
+    stamp = (out / "dataset_dict.json").stat().st_mtime_ns
+    kept = build_corpus(options, progress=False)  # finished, same options: kept as it is
+    assert (out / "dataset_dict.json").stat().st_mtime_ns == stamp and kept["test"]["text"] == second["test"]["text"]
+    with pytest.raises(FileExistsError, match=r"built with other options .*pass --overwrite"):
+        build_corpus(SynthOptions(out=out, utterances=13, voices=options.voices), progress=False)
     shutil.rmtree(out)
 
 

@@ -87,6 +87,12 @@ def test_a_folder_with_configs_needs_one_and_a_wrong_one_is_named(hub_folder):
         data.load_speech_dataset(hub_folder, "de")
 
 
+def test_a_config_for_a_folder_that_declares_none_says_to_leave_it_out(hub_folder):
+    plain = hub_folder / "en"  # split folders with metadata, no README `configs:`
+    with pytest.raises(InputError, match=r"^--dataset-config en: .* declares no configs .*: leave it out$"):
+        data.load_speech_dataset(plain, "en")
+
+
 def test_a_missing_split_lists_the_splits_of_the_config(hub_folder, tmp_path):
     with pytest.raises(InputError, match=r"^split 'validation' not in the dataset; its splits: train, validated, te"):
         data.load_split(hub_folder, "validation", config="en")
@@ -126,10 +132,11 @@ def test_streaming_without_a_cap_is_refused_naming_the_fix(tmp_path, capsys):
 def test_the_missing_default_corpus_says_make_corpus(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # no data/corpus here; `data/corpus` is a well-formed Hub id, but not looked up
     for name in ("data/corpus", "./data/corpus", str(tmp_path / "data" / "corpus")):
-        with pytest.raises(MissingInputError, match=r"^no corpus at .*: run `make corpus` to build it, or pass --d"):
+        says = r"^no corpus at .*: build it with `make corpus` .* or `speechpeft data synth --utterances 2000 --out"
+        with pytest.raises(MissingInputError, match=says):
             data.load_speech_dataset(name)
     assert main(["train", "--task", "asr", "--out", str(tmp_path / "adapter"), "--quiet"]) == 2
-    assert "speechpeft: error: no corpus at data/corpus: run `make corpus`" in capsys.readouterr().err
+    assert "speechpeft: error: no corpus at data/corpus: build it with `make corpus`" in capsys.readouterr().err
     for path in ("./corpus", "runs/a/corpus", "~/corpus"):  # not here, and no Hub id either
         with pytest.raises(MissingInputError, match=r"is not here, and not a Hub id \(OWNER/NAME\)"):
             data.load_speech_dataset(path)
