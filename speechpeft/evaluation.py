@@ -117,11 +117,11 @@ def evaluate_adapter(options) -> dict:
     from speechpeft.tasks import data
 
     adapter = resolve_adapter(options.adapter, options.store)
-    source, config, streaming, cap = _scoring_source(adapter, options)  # checked before the model loads (seconds)
+    source, config, streaming, cap = _scoring_source(adapter, options)
+    split = data.load_split(source, options.split, config, streaming, cap)  # a wrong config or split: before the model
     task, model, record = load_trained(adapter, options.precision, window_seconds=options.window_seconds,
                                        backbone=options.backbone)  # fmt: skip
     use_normalizer(task, options.normalizer or record.get("options", {}).get("normalizer") or NORMALIZER)
-    split = data.load_split(source, options.split, config, streaming, cap)
     rows, left_out = data.task_rows(split, task.roles, getattr(task, "context", ()))
     if options.max_utterances is not None:
         rows = rows.select(range(min(options.max_utterances, len(rows))))

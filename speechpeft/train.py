@@ -65,7 +65,7 @@ def prepare_rows(
     if options.validation_split is None:
         return *data.hold_out(rows, options.validation_fraction, options.seed), {"train": left_out, "validation": {}}
     validation, validation_left_out = data.task_rows(
-        data.pick_split(dataset, options.validation_split, cap), entry.roles, entry.context
+        data.pick_split(dataset, options.validation_split, cap, "--validation-split"), entry.roles, entry.context
     )
     return rows, validation, {"train": left_out, "validation": validation_left_out}
 

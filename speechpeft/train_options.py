@@ -48,7 +48,11 @@ class TrainOptions:
         default=None, metadata=_help("split for model selection (default: a held-out slice of --split)")
     )
     validation_fraction: float = field(default=0.1, metadata=_help("share of --split held out for validation"))
-    max_utterances: int | None = field(default=None, metadata=_help("use at most this many training utterances"))
+    max_utterances: int | None = field(
+        default=None,
+        metadata=_help("use at most this many training utterances (a seeded sample); with --streaming, also the "
+                       "rows read of each split, --validation-split's included"),
+    )  # fmt: skip
     precision: str = field(default="auto", metadata=_help("fp32, bf16, int8 or auto (bf16 on CUDA, else fp32)"))
     window_seconds: float | None = field(
         default=None,

@@ -135,10 +135,12 @@ def _raise_if_no_such_config(source: str, config: str | None, error: ValueError)
                          f"{', '.join(configs)}") from error  # fmt: skip
 
 
-def pick_split(dataset: Splits, split: str, max_rows: int | None = None) -> datasets.Dataset:
-    """`dataset[split]` as a map-style Dataset: a streamed split is read up to its first `max_rows` rows."""
+def pick_split(dataset: Splits, split: str, max_rows: int | None = None, flag: str = "--split") -> datasets.Dataset:
+    """`dataset[split]` as a map-style Dataset: a streamed split is read up to its first `max_rows` rows.
+
+    Raises InputError naming `flag` (the option that chose the split) and the dataset's splits when it lacks one."""
     if split not in dataset:
-        raise InputError(f"split {split!r} not in the dataset; its splits: {', '.join(dataset)}")
+        raise InputError(f"{flag} {split}: split {split!r} not in the dataset; its splits: {', '.join(dataset)}")
     rows = dataset[split]
     return streamed_rows(rows, max_rows, split) if isinstance(rows, datasets.IterableDataset) else rows
 

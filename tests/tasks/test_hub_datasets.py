@@ -94,10 +94,13 @@ def test_a_config_for_a_folder_that_declares_none_says_to_leave_it_out(hub_folde
 
 
 def test_a_missing_split_lists_the_splits_of_the_config(hub_folder, tmp_path):
-    with pytest.raises(InputError, match=r"^split 'validation' not in the dataset; its splits: train, validated, te"):
+    with pytest.raises(InputError, match=r"^--split validation: split 'validation' not in the dataset; its splits: t"):
         data.load_split(hub_folder, "validation", config="en")
-    with pytest.raises(InputError, match=r"its splits: train, test$"):
+    with pytest.raises(InputError, match=r"^--split validated: .* its splits: train, test$"):
         prepare_rows(train_options(tmp_path, hub_folder, dataset_config="fr", split="validated"), TASKS.get("asr"))
+    validation = train_options(tmp_path, hub_folder, dataset_config="en", split="train", validation_split="dev")
+    with pytest.raises(InputError, match=r"^--validation-split dev: split 'dev' not in the dataset"):
+        prepare_rows(validation, TASKS.get("asr"))
 
 
 def test_streaming_keeps_the_first_rows_as_a_dataset_whose_audio_decodes(hub_folder, capsys):
