@@ -145,10 +145,10 @@ def _scoring_source(adapter: Path, options) -> tuple[str, str | None, bool, int 
     streamed (and capped) as it was when it trained streamed, said on stderr."""
     if options.dataset is not None:
         return options.dataset, options.dataset_config, options.streaming, options.max_utterances
-    source, config = recorded_dataset(adapter), options.dataset_config or recorded_config(adapter)
     from speechpeft.adapter_dir import read_record
 
-    streamed = (read_record(adapter).get("data") or {}).get("streamed_max_rows")
+    source, trained_on = recorded_dataset(adapter), read_record(adapter).get("data") or {}
+    config, streamed = options.dataset_config or trained_on.get("config"), trained_on.get("streamed_max_rows")
     if streamed and not options.streaming:
         cap = options.max_utterances or streamed
         print(f"the adapter trained on rows streamed from {source}: streaming split {options.split!r} too, its first "
@@ -179,13 +179,6 @@ def recorded_dataset(adapter: Path) -> str:
         raise InputError(f"adapter {adapter} trained on the dataset {dataset!r}, a path that is not here (recorded "
                          "as given where the adapter trained): pass --dataset DIR_OR_HUB_ID") from None  # fmt: skip
     return dataset
-
-
-def recorded_config(adapter: Path) -> str | None:
-    """The config of the dataset the adapter at `adapter` trained on (Common Voice "en"), if it named one."""
-    from speechpeft.adapter_dir import read_record
-
-    return (read_record(adapter).get("data") or {}).get("config")
 
 
 def use_normalizer(task: Task, name: str) -> None:

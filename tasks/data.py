@@ -113,7 +113,7 @@ def _prepared_copy_dir(folder: Path) -> str:
     patterns only: the same name elsewhere, or an edited metadata.csv, would be read back as first prepared.
     """
     paths = [f for f in sorted(folder.rglob("*")) if f.is_file() and ".git" not in f.relative_to(folder).parts]
-    files = [(str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns) for f in paths]
+    files = [(str(f.relative_to(folder)), stat.st_size, stat.st_mtime_ns) for f in paths for stat in [f.stat()]]
     key = hashlib.sha256(json.dumps([str(folder.resolve()), files]).encode()).hexdigest()[:16]
     return str(Path(datasets.config.HF_DATASETS_CACHE) / "speechpeft-folders" / key)
 
