@@ -25,6 +25,11 @@ DEFAULT_BACKBONE = "openai/whisper-tiny.en"
 DEFAULT_BACKBONE_FOR_TASK = {"tts": "speechpeft/tiny-speecht5"}  # every other task: DEFAULT_BACKBONE
 
 
+def is_builtin(name: str) -> bool:
+    """Whether `name` is a built-in backbone's name (`speechpeft/tiny-whisper`; case does not matter)."""
+    return name.lower() in BUILTIN_BACKBONES
+
+
 def default_backbone(task: str) -> str:
     """The backbone a command uses when none is named."""
     return DEFAULT_BACKBONE_FOR_TASK.get(task, DEFAULT_BACKBONE)

@@ -13,7 +13,13 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from speechpeft.backbones.builtin import BUILTIN_BACKBONES, BuiltinNotShippedError, builtin_path, resolve_source
+from speechpeft.backbones.builtin import (
+    BUILTIN_BACKBONES,
+    BuiltinNotShippedError,
+    builtin_path,
+    is_builtin,
+    resolve_source,
+)
 from speechpeft.backbones.imported import (
     INSTALL_HINT,
     WHEEL_CHECKPOINTS,
@@ -54,7 +60,7 @@ def describe_checkpoint(name: str) -> dict:
     if name in WHEEL_CHECKPOINTS and not Path(name).exists():
         return describe_wheel_checkpoint(WHEEL_CHECKPOINTS[name])
     info = _config_facts(name)
-    builtin = builtin_path(name) if name.lower() in BUILTIN_BACKBONES else None
+    builtin = builtin_path(name) if is_builtin(name) else None
     if builtin is not None and (builtin / "speechpeft_card.json").exists():
         info["card"] = builtin_card(builtin)
     return info

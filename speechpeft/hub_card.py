@@ -12,6 +12,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from speechpeft.backbones.builtin import is_builtin
 from speechpeft.hub_card_body import limitations, results, training
 from speechpeft.hub_results import METRIC_NAMES, Evaluation, card_metrics, dataset_label, gather
 from speechpeft.hub_usage import PEFT_METHODS, usage
@@ -95,9 +96,3 @@ def _backbone_link(backbone: str) -> str:
     if is_builtin(backbone):
         return f"`{backbone}` (a small backbone shipped inside speechpeft)"
     return f"[`{backbone}`](https://huggingface.co/{backbone})"
-
-
-def is_builtin(backbone: str) -> bool:
-    from speechpeft.backbones.builtin import BUILTIN_BACKBONES
-
-    return backbone.lower() in BUILTIN_BACKBONES

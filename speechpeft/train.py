@@ -227,9 +227,9 @@ def reference(name: str) -> tuple[str, Literal["builtin", "directory", "hub"]]:
     """How a record names a backbone or dataset so that it means the same from any directory, and how it was
     resolved: a built-in backbone's name ("builtin"), a local directory's absolute path ("directory"), else the Hub
     id as given ("hub"); what the user typed is recorded beside it."""
-    from speechpeft.backbones.builtin import BUILTIN_BACKBONES
+    from speechpeft.backbones.builtin import is_builtin
 
-    if name.lower() in BUILTIN_BACKBONES:
+    if is_builtin(name):
         return name, "builtin"
     if Path(name).exists():
         return str(Path(name).resolve()), "directory"

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from speechpeft.backbones import load_frozen
-from speechpeft.backbones.builtin import DEFAULT_BACKBONE, default_backbone
+from speechpeft.backbones.builtin import DEFAULT_BACKBONE, default_backbone, is_builtin
+from speechpeft.train import reference
 from speechpeft.train_options import TrainOptions
 
 
@@ -23,6 +24,15 @@ def test_train_without_a_backbone_takes_the_tasks_default(task, expected, tmp_pa
 def test_train_help_names_the_defaults():
     field = next(f for f in dataclasses.fields(TrainOptions) if f.name == "backbone")
     assert DEFAULT_BACKBONE in field.metadata["help"] and default_backbone("tts") in field.metadata["help"]
+
+
+def test_records_name_a_builtin_by_its_name_a_directory_by_its_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model").mkdir()
+    assert is_builtin("SpeechPEFT/Tiny-Whisper") and not is_builtin("openai/whisper-tiny.en")
+    assert reference("speechpeft/tiny-fastspeech2") == ("speechpeft/tiny-fastspeech2", "builtin")
+    assert reference("model") == (str(tmp_path / "model"), "directory")
+    assert reference("openai/whisper-tiny.en") == ("openai/whisper-tiny.en", "hub")
 
 
 @pytest.mark.slow
